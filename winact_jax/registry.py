@@ -1,0 +1,162 @@
+"""Every activation by name: `get`, `names`, `parameters`.
+
+    >>> import winact_jax as wa
+    >>> act = wa.get("excitator", window=4)       # a callable x -> y, parameters bound
+    >>> act
+    Activation('excitator', window=4)
+    >>> wa.names("window")[:3]
+    ('nelu', 'pnelu', 'excitator')
+
+Names are the specification's; aliases (`passive_nelu`, `softmax_relu`, `swish`)
+resolve to the same functions. An `Activation` is hashable and compares by name and
+parameters, so it can be a static argument of `jax.jit` or a field of a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Callable
+
+import jax
+
+from winact_jax import elementwise, window_activations, windows
+
+WINDOW = "window"
+ELEMENTWISE = "elementwise"
+
+_FUNCTIONS: dict[str, tuple[str, Callable[..., jax.Array]]] = {
+    "nelu": (WINDOW, window_activations.nelu),
+    "pnelu": (WINDOW, window_activations.pnelu),
+    "excitator": (WINDOW, window_activations.excitator),
+    "inhibitor": (WINDOW, window_activations.inhibitor),
+    "excitator_v2": (WINDOW, window_activations.excitator_v2),
+    "inhibitor_v2": (WINDOW, window_activations.inhibitor_v2),
+    "softmax_threshold": (WINDOW, window_activations.softmax_threshold),
+    "max": (WINDOW, window_activations.max),
+    "max_relu": (WINDOW, window_activations.max_relu),
+    "relu": (ELEMENTWISE, elementwise.relu),
+    "leaky_relu": (ELEMENTWISE, elementwise.leaky_relu),
+    "gelu": (ELEMENTWISE, elementwise.gelu),
+    "elu": (ELEMENTWISE, elementwise.elu),
+    "selu": (ELEMENTWISE, elementwise.selu),
+    "celu": (ELEMENTWISE, elementwise.celu),
+    "silu": (ELEMENTWISE, elementwise.silu),
+    "mish": (ELEMENTWISE, elementwise.mish),
+    "softplus": (ELEMENTWISE, elementwise.softplus),
+    "tanh": (ELEMENTWISE, elementwise.tanh),
+    "sigmoid": (ELEMENTWISE, elementwise.sigmoid),
+}
+
+ALIASES: dict[str, str] = {
+    "passive_nelu": "pnelu",
+    "softmax_relu": "softmax_threshold",
+    "swish": "silu",
+}
+
+# Checks run by `get`, so a bad configuration fails when it is made, not at the first
+# forward pass. `window` is checked against the input's rank again at call time.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "influence": window_activations.check_influence,
+    "threshold": window_activations.check_threshold,
+}
+
+
+def _check_window_alone(window):
+    if isinstance(window, (tuple, list)):
+        return windows.check_window(tuple(window), len(window), len(window) + 2)
+    return windows.check_window(window, 1, 3)
+
+
+_CHECKS["window"] = _check_window_alone
+
+
+def _all_names() -> str:
+    aliases = ", ".join(f"{a} (= {n})" for a, n in ALIASES.items())
+    return f"{', '.join(_FUNCTIONS)}; aliases: {aliases}"
+
+
+def canonical_name(name: str) -> str:
+    """Resolves an alias; raises `ValueError` listing every name if `name` is unknown."""
+    if not isinstance(name, str):
+        raise TypeError(f"activation name must be a str; got {name!r} ({type(name).__name__})")
+    key = ALIASES.get(name, name)
+    if key not in _FUNCTIONS:
+        raise ValueError(f"unknown activation {name!r}; registered names: {_all_names()}")
+    return key
+
+
+def kind(name: str) -> str:
+    """`"window"` or `"elementwise"`."""
+    return _FUNCTIONS[canonical_name(name)][0]
+
+
+def function(name: str) -> Callable[..., jax.Array]:
+    """The pure function registered under `name` (or an alias)."""
+    return _FUNCTIONS[canonical_name(name)][1]
+
+
+def parameters(name: str) -> dict[str, Any]:
+    """The keyword parameters `name` accepts, with their defaults.
+
+    >>> parameters("nelu")
+    {'window': 4, 'influence': 0.1}
+    """
+    signature = inspect.signature(function(name))
+    return {p.name: p.default for p in list(signature.parameters.values())[1:]}
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+    """Every registered activation name (aliases excluded), or those of one kind.
+
+    Args:
+      kind: `None` for all, `"window"` or `"elementwise"`.
+    """
+    if kind is None:
+        return tuple(_FUNCTIONS)
+    if kind not in (WINDOW, ELEMENTWISE):
+        raise ValueError(f"kind must be None, {WINDOW!r} or {ELEMENTWISE!r}; got {kind!r}")
+    return tuple(n for n, (k, _) in _FUNCTIONS.items() if k == kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+    """An activation with its parameters bound: `Activation(...)(x)` is `f(x, **params)`."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, x) -> jax.Array:
+        return function(self.name)(x, **dict(self.params))
+
+    @property
+    def kind(self) -> str:
+        return kind(self.name)
+
+    def __repr__(self) -> str:
+        bound = "".join(f", {k}={v!r}" for k, v in self.params)
+        return f"Activation({self.name!r}{bound})"
+
+
+def get(name: str, **params) -> Activation:
+    """The activation `name` as a callable `x -> y` with `params` bound.
+
+    Unknown names and parameters, and bad parameter values, raise here.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> get("nelu", influence=0.5)(jnp.ones((1, 4)))
+      Array([[1., 1., 1., 1.]], dtype=float32)
+    """
+    key = canonical_name(name)
+    accepted = parameters(key)
+    for param, value in params.items():
+        if param not in accepted:
+            raise TypeError(
+                f"activation {key!r} got an unexpected parameter {param!r}={value!r}; "
+                f"it accepts: {', '.join(accepted) or 'no parameters'}"
+            )
+        if param in _CHECKS:
+            _CHECKS[param](value)
+    bound = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())
+    return Activation(key, tuple(sorted(bound)))
