@@ -9,8 +9,9 @@ lies in. This module owns that geometry so the activations only describe arithme
   `n_i` windows of `w_i` elements along spatial axis `i`. When an axis is not a
   multiple of its window the view is padded at the far edge and `Tiling.valid`
   marks the real elements, so a reduction can give padding its identity element;
-* `Tiling.sums(v)` / `Tiling.maxes(v)` reduce such a view to one value per window,
-  kept as size-1 axes so it broadcasts back against the view;
+* `Tiling.reduce((SUM, v), (MAX, w), ...)` reduces such views to one value per
+  window, every statistic in one pass, kept as size-1 axes so they broadcast back
+  against the view;
 * `Tiling.unblock(y)` crops and reshapes a view back to the input's shape.
 
 Everything is reshape, pad and reduce: no loop over windows, no gather. When every
@@ -21,7 +22,6 @@ reshapes and no padding is made.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from typing import Union
 
@@ -30,6 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 WindowSize = Union[int, tuple[int, ...]]
+
+SUM = "sum"
+MAX = "max"
 
 
 def _is_int(value) -> bool:
@@ -126,7 +129,7 @@ class Tiling:
         """Views `x` as `(batch, n_1, w_1, ..., n_k, w_k, channels)`.
 
         Padding, where an axis is not a multiple of its window, is zero; reductions
-        must mask it with `valid` (the `sums`/`maxes` methods do).
+        must mask it with `valid` (`reduce` does).
         """
         x = x.reshape(self._channels_last)
         if not self.is_exact:
@@ -160,22 +163,42 @@ class Tiling:
             mask = mask & position.reshape(shape)
         return mask
 
-    def sums(self, v: jax.Array, dtype=None) -> jax.Array:
-        """Sum of a blocked array over each window, padding excluded.
+    def reduce(self, *terms: tuple[str, jax.Array]) -> tuple[jax.Array, ...]:
+        """Reduces each `(op, values)` term over every window, all in one pass.
 
-        Accumulates in `dtype` (default: `v`'s dtype promoted to at least float32).
+        `op` is `SUM` or `MAX`; `values` is a blocked array (see `blocks`). Sums are
+        accumulated in at least float32. Padding takes each op's identity, so only a
+        window's real elements count. Returns one array per term, with the window
+        axes kept as size 1 so it broadcasts back against the blocked view.
+
+        All terms go through one variadic `lax.reduce`, so XLA reads the input once
+        for every statistic an activation needs.
         """
-        dtype = dtype or jnp.promote_types(v.dtype, jnp.float32)
-        v = v.astype(dtype)
-        if self.valid is not None:
-            v = jnp.where(self.valid, v, jnp.zeros((), dtype))
-        return jnp.sum(v, axis=self.window_axes, keepdims=True)
+        # XLA's variadic reduce wants one floating type: the widest of the terms, at
+        # least float32 when any term is summed (a max is exact in any width).
+        dtype = jnp.result_type(*(v.dtype for _, v in terms if jnp.issubdtype(v.dtype, jnp.floating)))
+        if any(op == SUM for op, _ in terms):
+            dtype = jnp.promote_types(dtype, jnp.float32)
+        operands, identities = [], []
+        for op, values in terms:
+            values = values.astype(dtype)
+            if op == SUM:
+                identity = jnp.zeros((), dtype)
+            elif op == MAX:
+                identity = jnp.array(-jnp.inf, dtype)
+            else:
+                raise ValueError(f"op must be {SUM!r} or {MAX!r}; got {op!r}")
+            if self.valid is not None:
+                values = jnp.where(self.valid, values, identity)
+            operands.append(values)
+            identities.append(identity)
+        ops = [jnp.add if op == SUM else jnp.maximum for op, _ in terms]
 
-    def maxes(self, v: jax.Array) -> jax.Array:
-        """Maximum of a blocked array over each window, padding excluded."""
-        if self.valid is not None:
-            v = jnp.where(self.valid, v, jnp.array(-jnp.inf, v.dtype))
-        return jnp.max(v, axis=self.window_axes, keepdims=True)
+        def combine(left, right):
+            return tuple(op(a, b) for op, a, b in zip(ops, left, right))
+
+        results = jax.lax.reduce(tuple(operands), tuple(identities), combine, self.window_axes)
+        return tuple(jnp.expand_dims(r, self.window_axes) for r in results)
 
 
 def tile(shape: tuple[int, ...], window: WindowSize) -> Tiling:
@@ -186,8 +209,3 @@ def tile(shape: tuple[int, ...], window: WindowSize) -> Tiling:
     spatial = shape[1:-1] if rank > 2 else shape[1:]
     clamped = tuple(max(1, min(w, s)) for w, s in zip(sizes, spatial))
     return Tiling(shape=tuple(int(d) for d in shape), sizes=clamped)
-
-
-def window_count(tiling: Tiling) -> int:
-    """Elements in a full window."""
-    return math.prod(tiling.sizes)

@@ -1,0 +1,1 @@
+"""Command lines: training, sweeps, reports and benchmarks (`python -m experiments.<name>`)."""
