@@ -57,18 +57,10 @@ ALIASES: dict[str, str] = {
 # Checks run by `get`, so a bad configuration fails when it is made, not at the first
 # forward pass. `window` is checked against the input's rank again at call time.
 _CHECKS: dict[str, Callable[[Any], Any]] = {
+    "window": windows.check_window,
     "influence": window_activations.check_influence,
     "threshold": window_activations.check_threshold,
 }
-
-
-def _check_window_alone(window):
-    if isinstance(window, (tuple, list)):
-        return windows.check_window(tuple(window), len(window), len(window) + 2)
-    return windows.check_window(window, 1, 3)
-
-
-_CHECKS["window"] = _check_window_alone
 
 
 def _all_names() -> str:
@@ -158,5 +150,4 @@ def get(name: str, **params) -> Activation:
             )
         if param in _CHECKS:
             _CHECKS[param](value)
-    bound = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())
-    return Activation(key, tuple(sorted(bound)))
+    return Activation(key, tuple(sorted(params.items())))

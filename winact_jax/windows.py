@@ -39,18 +39,20 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_window(window, num_spatial: int, rank: int) -> tuple[int, ...]:
-    """Returns `window` as one int per spatial axis, or raises naming what is wrong."""
-    accepted = (
-        "an int >= 1, or a tuple of ints >= 1 with one entry per spatial axis "
-        f"({num_spatial} for an input of rank {rank})"
-    )
+def check_window(window, rank: int | None = None) -> tuple[int, ...]:
+    """Returns `window` as one int per spatial axis of an input of `rank`, or raises
+    naming what is wrong. With `rank=None` (no input yet) only the form is checked
+    and the window is returned as given, as a tuple."""
+    num_spatial = None if rank is None else (rank - 2 if rank > 2 else 1)
+    accepted = "an int >= 1, or a tuple of ints >= 1 with one entry per spatial axis"
+    if rank is not None:
+        accepted += f" ({num_spatial} for an input of rank {rank})"
     if _is_int(window):
-        sizes = (int(window),) * num_spatial
-    elif isinstance(window, (tuple, list)):
+        sizes = (int(window),) * (num_spatial or 1)
+    elif isinstance(window, tuple):
         if not all(_is_int(w) for w in window):
             raise TypeError(f"window must be {accepted}; got {window!r}")
-        if len(window) != num_spatial:
+        if not window or (num_spatial is not None and len(window) != num_spatial):
             raise ValueError(
                 f"window must be {accepted}; got {tuple(window)!r} with "
                 f"{len(window)} entries"
@@ -204,8 +206,7 @@ class Tiling:
 def tile(shape: tuple[int, ...], window: WindowSize) -> Tiling:
     """Checks `window` against an input of `shape` and returns its `Tiling`."""
     rank = len(shape)
-    num_spatial = rank - 2 if rank > 2 else 1
-    sizes = check_window(window, num_spatial, rank)
+    sizes = check_window(window, rank)
     spatial = shape[1:-1] if rank > 2 else shape[1:]
     clamped = tuple(max(1, min(w, s)) for w, s in zip(sizes, spatial))
     return Tiling(shape=tuple(int(d) for d in shape), sizes=clamped)
