@@ -1,10 +1,18 @@
 """Runtime benchmarks: every activation against ReLU, measured in one process.
 
     python -m experiments.benchmark activations [--shape 64,32,32,128] [--json FILE]
+    python -m experiments.benchmark train-step --model seed_backbone --image-size 32 \
+        --batch-size 64 --acts relu,nelu,excitator --steps 10 [--json FILE]
+    python -m experiments.benchmark epoch [--batches 95] [--json FILE]
 
-`activations` times each registered activation's forward pass and its forward plus
-backward pass (`jax.vjp` with a fixed cotangent) on one input, jit-compiled, and
-reports the ratio to ReLU measured in the same run. Timings exclude compilation.
+`activations` times each activation's forward pass and its forward plus backward
+pass (`jax.vjp` with a fixed cotangent) on one input. `train-step` times the real
+training step of `winact_jax.train` (forward, backward, Adam update, data-parallel
+over every device) on synthetic data. `epoch` rebuilds the seed paper's runtime
+table: SeedBackbone on Caltech-101 shapes (64x64, batch 64, 95 batches an epoch),
+seconds per training epoch and forward iterations per second, synthetic data so
+nothing is downloaded. Every timing excludes compilation and is a median over
+interleaved rounds; every ratio is to ReLU measured in the same process.
 """
 
 from __future__ import annotations
@@ -143,6 +151,144 @@ def run_activations(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- training steps
+
+# The seed's runtime table: Caltech-101 shapes, 95 batches of 64 an epoch.
+EPOCH_IMAGE_SIZE, EPOCH_BATCH_SIZE, EPOCH_BATCHES, EPOCH_CLASSES = 64, 64, 95, 101
+SEED_TABLE_ACTS = ("relu", "leaky_relu", "gelu", "max", "max_relu", "softmax_threshold", "nelu", "pnelu",
+                   "inhibitor", "excitator")
+
+
+def synthetic_dataset(image_size: int, num_examples: int, num_classes: int):
+    """Random uint8 images and labels shaped like a real `Dataset` (nothing downloaded)."""
+    import numpy as np
+
+    from winact_jax.data import Dataset, Split
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        images = rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
+        return Split(images, rng.integers(0, num_classes, n).astype(np.int32))
+
+    return Dataset(name="synthetic", train=split(num_examples), validation=split(num_examples),
+                   test=split(8), num_classes=num_classes,
+                   class_names=tuple(f"class {i}" for i in range(num_classes)),
+                   image_shape=(image_size, image_size, 3), pixel_range=(-1.0, 1.0))
+
+
+class TrainingBench:
+    """One activation's model, train state and jitted steps, on every device."""
+
+    def __init__(self, act: str, *, model: str, image_size: int, batch_size: int, num_batches: int,
+                 num_classes: int, width: float | None = None):
+        from winact_jax.data import epoch_batches, eval_batches, put_on_device
+        from winact_jax.train import TrainConfig, steps
+        from winact_jax.train.optim import make_optimizer
+        from winact_jax.train.state import create_model, create_train_state, replicate
+
+        config = TrainConfig(act=act, model=model, batch_size=batch_size, width=width, workdir="unused")
+        dataset = synthetic_dataset(image_size, batch_size * num_batches, num_classes)
+        self.mesh = steps.make_mesh()
+        tx = make_optimizer(config, num_batches)
+        model_def, state = create_train_state(create_model(config, num_classes, (image_size, image_size)), tx)
+        self.state = replicate(state, self.mesh)
+        self.train = put_on_device(dataset.train, self.mesh)
+        self.validation = put_on_device(dataset.validation, self.mesh)
+        self.batches = epoch_batches(0, 0, len(dataset.train), batch_size, mesh=self.mesh)
+        self.eval_table = eval_batches(len(dataset.validation), batch_size, mesh=self.mesh)
+        self.stop_flags = steps.stop_flags_for(self.mesh, False)
+        self.train_step = steps.make_train_step(model_def, tx, dataset, self.mesh, seed=0, augment_images=False)
+        self.evaluate = steps.make_evaluate(model_def, dataset, self.mesh)
+        self.num_batches = num_batches
+        self._next = 0
+
+    def step(self):
+        """One training step (the state is donated and replaced)."""
+        self.state, metrics = self.train_step(self.state, self.train, self.batches, 0, self._next,
+                                              self.stop_flags)
+        self._next = (self._next + 1) % self.num_batches
+        return metrics
+
+    def epoch(self):
+        """`num_batches` training steps, as the training loop dispatches them."""
+        metrics = None
+        for _ in range(self.num_batches):
+            metrics = self.step()
+        return metrics
+
+    def forward_pass(self):
+        """Forward passes (evaluation mode) over `num_batches` batches, one dispatch."""
+        return self.evaluate(self.state, self.validation, *self.eval_table)
+
+
+def run_train_step(args: argparse.Namespace) -> int:
+    names = ["relu"] + [n for n in args.acts if wa.canonical_name(n) != "relu"]
+    benches = {
+        name: TrainingBench(name, model=args.model, image_size=args.image_size, batch_size=args.batch_size,
+                            num_batches=max(2, args.steps), num_classes=args.num_classes, width=args.width)
+        for name in names
+    }
+    medians = timing.interleaved_medians({n: b.step for n, b in benches.items()}, rounds=args.steps,
+                                         desc="train-step")
+    rows = [
+        {"activation": n, "step_ms": round(medians[n] * 1e3, 3), "ratio_to_relu": round(medians[n] / medians["relu"], 3)}
+        for n in names
+    ]
+    device = timing.device_description()
+    print(f"\nTraining step of {args.model} at {args.image_size}x{args.image_size}, global batch "
+          f"{args.batch_size}, {device}, median of {args.steps} steps\n")
+    print(_markdown_table(["activation", "step (ms)", "x ReLU"],
+                          [[r["activation"], f"{r['step_ms']:.1f}", f"{r['ratio_to_relu']:.3f}"] for r in rows]))
+    worst = max(rows[1:], key=lambda r: r["ratio_to_relu"], default=None)
+    if worst:
+        print(f"\nslowest: {worst['activation']} at {worst['ratio_to_relu']:.3f}x ReLU's training step "
+              f"({worst['step_ms']:.1f} ms vs {rows[0]['step_ms']:.1f} ms)")
+    _write_json(args.json, {
+        "benchmark": "train-step", "date": datetime.date.today().isoformat(), "device": device,
+        "jax": jax.__version__, "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
+        "steps": args.steps, "rows": rows,
+    })
+    return 0
+
+
+def run_epoch(args: argparse.Namespace) -> int:
+    names = ["relu"] + [n for n in args.acts if wa.canonical_name(n) != "relu"]
+    benches = {
+        name: TrainingBench(name, model="seed_backbone", image_size=args.image_size, batch_size=args.batch_size,
+                            num_batches=args.batches, num_classes=EPOCH_CLASSES)
+        for name in names
+    }
+    epochs = timing.interleaved_medians({n: b.epoch for n, b in benches.items()}, rounds=args.rounds, warmup=1,
+                                        desc="epoch")
+    forwards = timing.interleaved_medians({n: b.forward_pass for n, b in benches.items()}, rounds=args.rounds,
+                                          warmup=1, desc="forward")
+    rows = [
+        {
+            "activation": n,
+            "epoch_s": round(epochs[n], 3),
+            "forward_it_per_s": round(args.batches / forwards[n], 2),
+            "epoch_ratio_to_relu": round(epochs[n] / epochs["relu"], 3),
+        }
+        for n in names
+    ]
+    device = timing.device_description()
+    print(f"\nSeedBackbone epoch: {args.batches} batches of {args.batch_size} at {args.image_size}x"
+          f"{args.image_size}, {device}, median of {args.rounds} epochs\n")
+    print(_markdown_table(["activation", "epoch (s)", "x ReLU", "forward iterations/s"],
+                          [[r["activation"], f"{r['epoch_s']:.2f}", f"{r['epoch_ratio_to_relu']:.2f}",
+                            f"{r['forward_it_per_s']:.1f}"] for r in rows]))
+    slowest = max(rows, key=lambda r: r["epoch_s"])
+    print(f"\nslowest epoch: {slowest['activation']} {slowest['epoch_s']:.2f} s "
+          f"({slowest['epoch_ratio_to_relu']:.2f}x ReLU's {rows[0]['epoch_s']:.2f} s)")
+    _write_json(args.json, {
+        "benchmark": "epoch", "date": datetime.date.today().isoformat(), "device": device, "jax": jax.__version__,
+        "model": "seed_backbone", "image_size": args.image_size, "batch_size": args.batch_size,
+        "batches": args.batches, "rounds": args.rounds, "rows": rows,
+    })
+    return 0
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -162,6 +308,28 @@ def build_parser() -> argparse.ArgumentParser:
     acts.add_argument("--rounds", type=int, default=20, help="timed rounds per activation (default: 20)")
     acts.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     acts.set_defaults(run=run_activations)
+
+    step = commands.add_parser("train-step", help="training-step time per activation vs ReLU")
+    step.add_argument("--model", default="seed_backbone", help="model name (default: seed_backbone)")
+    step.add_argument("--image-size", type=int, default=32, help="square input size (default: 32)")
+    step.add_argument("--batch-size", type=int, default=64, help="global batch (default: 64)")
+    step.add_argument("--width", type=float, default=None, help="model width multiplier (default: the model's)")
+    step.add_argument("--num-classes", type=int, default=100, help="classes of the head (default: 100)")
+    step.add_argument("--acts", type=_activation_list, default=list(SEED_TABLE_ACTS),
+                      help="comma-separated activations (default: the seed's ten); relu is always timed")
+    step.add_argument("--steps", type=int, default=10, help="timed steps per activation (default: 10)")
+    step.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    step.set_defaults(run=run_train_step)
+
+    epoch = commands.add_parser("epoch", help="the seed's runtime table: SeedBackbone epochs on Caltech-101 shapes")
+    epoch.add_argument("--acts", type=_activation_list, default=list(SEED_TABLE_ACTS),
+                       help="comma-separated activations (default: the seed's ten); relu is always timed")
+    epoch.add_argument("--image-size", type=int, default=EPOCH_IMAGE_SIZE, help="default: 64")
+    epoch.add_argument("--batch-size", type=int, default=EPOCH_BATCH_SIZE, help="default: 64")
+    epoch.add_argument("--batches", type=int, default=EPOCH_BATCHES, help="batches an epoch (default: 95)")
+    epoch.add_argument("--rounds", type=int, default=3, help="timed epochs per activation (default: 3)")
+    epoch.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    epoch.set_defaults(run=run_epoch)
     return parser
 
 
