@@ -1,0 +1,245 @@
+"""The training loop (`winact_jax.train`): learning, data parallelism, resumption,
+divergence, and the run directory. In-process, on the 4 CPU devices that
+conftest.py sets up; small models and few steps keep it fast."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import winact_jax.data
+from winact_jax.train import ConfigError, TrainConfig, train_and_evaluate
+from winact_jax.train import steps
+from winact_jax.train.config import default_epochs
+from winact_jax.train.optim import make_optimizer, make_schedule
+from winact_jax.train.state import create_model, create_train_state, replicate, to_host
+
+pytestmark = pytest.mark.slow
+
+# A ResNet-20 at a quarter width (4/8/16 channels): batch norm included, compiles fast.
+TINY_RESNET = dict(model="resnet20", width=0.25)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return winact_jax.data.load("digits")
+
+
+def tiny(tmp_path, name="run", **overrides) -> TrainConfig:
+    """A config for a run of seconds: a tiny model, 256 training examples (4 steps an epoch)."""
+    settings = dict(act="relu", **TINY_RESNET, limit_train=256, epochs=2, progress=False,
+                    workdir=str(tmp_path / name))
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def params_of(result):
+    return to_host(result.state.params), to_host(result.state.model_state)
+
+
+def assert_trees_close(actual, expected, **tolerance):
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, err_msg=jax.tree_util.keystr(path), **tolerance)
+
+
+def test_a_few_steps_lower_the_loss(digits):
+    config = TrainConfig(act="nelu", model="lenet", learning_rate=1e-2, workdir="unused")
+    mesh = steps.make_mesh()
+    tx = make_optimizer(config, total_steps=10)
+    model = create_model(config, digits.num_classes, digits.image_shape[:2])
+    model_def, state = create_train_state(model, tx)
+    state = replicate(state, mesh)
+    train_step = steps.make_train_step(model_def, tx, digits, mesh, seed=0, augment_images=False)
+    split = winact_jax.data.put_on_device(digits.train, mesh)
+    batches = winact_jax.data.epoch_batches(0, 0, len(digits.train), 64, mesh=mesh)
+    keep_going = steps.stop_flags_for(mesh, False)
+    losses = []
+    for _ in range(8):  # the same batch again and again
+        state, metrics = train_step(state, split, batches, 0, 0, keep_going)
+        losses.append(float(to_host(metrics.loss)))
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert int(to_host(state.step)) == 8
+    assert not bool(to_host(metrics.stop))
+
+
+def test_one_step_on_four_devices_uses_the_global_batch(digits):
+    """Loss and batch-norm statistics of a step sharded over 4 devices are those of
+    the whole batch on 1 device (per-device statistics would differ by ~10%)."""
+    assert jax.device_count() == 4, "conftest.py sets up 4 CPU devices"
+    config = TrainConfig(act="relu", **TINY_RESNET, workdir="unused")
+    outputs = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = steps.make_mesh(devices)
+        tx = make_optimizer(config, total_steps=1)
+        model_def, state = create_train_state(create_model(config, 10, (32, 32)), tx)
+        train_step = steps.make_train_step(model_def, tx, digits, mesh, seed=0, augment_images=False)
+        split = winact_jax.data.put_on_device(digits.train, mesh)
+        batches = winact_jax.data.epoch_batches(0, 0, len(digits.train), 64, mesh=mesh)
+        state, metrics = train_step(replicate(state, mesh), split, batches, 0, 0, steps.stop_flags_for(mesh, False))
+        assert state.params["head"]["kernel"].sharding.is_fully_replicated
+        outputs.append((to_host(metrics.loss), to_host(state.model_state)))
+    (loss_one, stats_one), (loss_four, stats_four) = outputs
+    np.testing.assert_allclose(loss_four, loss_one, rtol=1e-6)
+    assert_trees_close(stats_four, stats_one, rtol=1e-5, atol=1e-6)
+
+
+def test_four_devices_end_with_the_parameters_of_one(tmp_path):
+    settings = dict(optimizer="sgd", learning_rate=0.01, max_steps=3, augment=True)
+    one = train_and_evaluate(tiny(tmp_path, "one", num_devices=1, **settings))
+    four = train_and_evaluate(tiny(tmp_path, "four", **settings))
+    assert (one.summary["num_devices"], four.summary["num_devices"]) == (1, 4)
+    assert one.summary["global_step"] == four.summary["global_step"] == 3
+    # Equal up to the order of floating-point reductions, which this tiny batch-norm
+    # net amplifies to ~3e-5 in 3 steps; the steps move parameters by ~1e-2.
+    tolerance = dict(rtol=1e-3, atol=2e-4)
+    assert_trees_close(params_of(four), params_of(one), **tolerance)
+    # ... and the comparison is not vacuous: one step fewer is far outside it.
+    fewer = train_and_evaluate(tiny(tmp_path, "fewer", num_devices=1, **{**settings, "max_steps": 2}))
+    with pytest.raises(AssertionError):
+        assert_trees_close(params_of(fewer), params_of(one), **tolerance)
+
+
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
+    settings = dict(augment=True, learning_rate=1e-3)  # augmentation: its keys must resume too
+    straight = train_and_evaluate(tiny(tmp_path, "straight", **settings))
+
+    stopped = train_and_evaluate(tiny(tmp_path, "resumed", max_steps=3, **settings))  # mid epoch 1
+    assert stopped.summary["status"] == "interrupted"
+    assert (stopped.summary["epochs_completed"], stopped.summary["step_in_epoch"]) == (0, 3)
+    assert stopped.summary["stop_reason"] == "max_steps" and stopped.summary["resume"]
+    again = train_and_evaluate(tiny(tmp_path, "resumed", max_steps=6, **settings))  # across an epoch end
+    assert (again.summary["epochs_completed"], again.summary["step_in_epoch"]) == (1, 2)
+    resumed = train_and_evaluate(tiny(tmp_path, "resumed", **settings))
+
+    assert resumed.summary["status"] == straight.summary["status"] == "completed"
+    assert_trees_close(params_of(resumed), params_of(straight), rtol=1e-6, atol=1e-7)
+    assert resumed.summary["test_accuracy"] == pytest.approx(straight.summary["test_accuracy"])
+    metrics = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]  # no duplicates after two resumptions
+    for got, want in zip(metrics, expected, strict=True):
+        for key in ("step", "train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5), key
+
+    # A finished run run again does no training: same checkpoints, same metrics, summary rewritten.
+    checkpoints = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())
+    (tmp_path / "resumed" / "summary.json").unlink()
+    rerun = train_and_evaluate(tiny(tmp_path, "resumed", **settings))
+    assert rerun.summary["status"] == "completed" and rerun.summary["epochs_completed"] == 2
+    assert rerun.summary["test_accuracy"] == pytest.approx(resumed.summary["test_accuracy"])
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == checkpoints
+    assert (tmp_path / "resumed" / "summary.json").exists()
+    assert len((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()) == 2
+
+    # Raising the epochs extends it.
+    extended = train_and_evaluate(tiny(tmp_path, "resumed", epochs=3, **settings))
+    assert extended.summary["epochs_completed"] == 3 and extended.summary["global_step"] == 12
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_run_directory_holds_config_metrics_tensorboard_checkpoints_summary(tmp_path):
+    result = train_and_evaluate(tiny(tmp_path, epochs=4, keep_checkpoints=3, eval_every=2))
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["act"] == "relu" and config["config"]["learning_rate"] == 1e-4
+    assert set(config["versions"]) >= {"jax", "flax", "optax"}
+    assert len(config["devices"]) == 4 and config["num_devices"] == 4
+
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
+    for record in metrics:
+        assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                "epoch_seconds", "images_per_second"} <= set(record)
+    assert [m["val_accuracy"] is not None for m in metrics] == [False, True, False, True]
+
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == [8, 12, 16]
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary == result.summary
+    assert summary["status"] == "completed"
+    assert 0 <= summary["test_accuracy"] <= 1 and 0 <= summary["best_val_accuracy"] <= 1
+    assert summary["epochs_completed"] == 4 and summary["num_devices"] == 4
+    assert (summary["activation"], summary["dataset"], summary["model"]) == ("relu", "digits", "resnet20")
+    assert summary["train_time_s"] > 0
+
+
+def test_a_non_finite_loss_stops_the_run_as_diverged(tmp_path):
+    result = train_and_evaluate(tiny(tmp_path, model="lenet", width=None, optimizer="sgd", learning_rate=1e12))
+    summary = result.summary
+    assert summary["status"] == "diverged"
+    assert summary["diverged_epoch"] == 1 and 1 <= summary["diverged_step"] <= 4
+    assert summary["test_accuracy"] is None
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+        p.name.isdigit() for p in (tmp_path / "run" / "checkpoints").iterdir()
+    ), "no checkpoint of a diverged state"
+
+
+def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters(tmp_path):
+    result = train_and_evaluate(tiny(tmp_path, model="lenet", width=None, precision="bfloat16", max_steps=2))
+    assert {leaf.dtype for leaf in jax.tree.leaves(result.state.params)} == {np.dtype("float32")}
+    model = create_model(TrainConfig(act="relu", model="lenet", precision="bfloat16", workdir="unused"), 10, (32, 32))
+    assert model.conv1.dtype == jnp.bfloat16
+    assert result.summary["status"] == "interrupted" and result.summary["global_step"] == 2
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    train_and_evaluate(tiny(tmp_path, model="lenet", width=None, max_steps=1))
+    with pytest.raises(ConfigError, match="learning_rate"):
+        train_and_evaluate(tiny(tmp_path, model="lenet", width=None, max_steps=2, learning_rate=1e-3))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(act="nope"), "unknown activation"),
+        (dict(model="nope"), "unknown model"),
+        (dict(dataset="nope"), "unknown dataset"),
+        (dict(batch_size=30), "not divisible by the 4 devices"),
+        (dict(act="nelu", window=0), "window"),
+        (dict(model="lenet", width=0.5), "width"),
+    ],
+)
+def test_bad_settings_raise_config_errors_before_writing(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train_and_evaluate(tiny(tmp_path, **overrides))
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_defaults_are_the_papers():
+    config = TrainConfig(act="nelu")
+    assert (config.window, config.influence, config.threshold) == (4, 0.1, 0.25)
+    assert (config.optimizer, config.learning_rate, config.batch_size, config.schedule) == ("adam", 1e-4, 64, "constant")
+    assert (config.augment, config.precision, config.seed, config.model) == (False, "float32", 0, "resnet38")
+    assert config.epochs == default_epochs("digits") == 10
+    assert TrainConfig(act="nelu", dataset="cifar100").epochs == 50
+    assert config.workdir == "runs/digits-resnet38-nelu-s0"
+    assert config.weight_decay == 0 and TrainConfig(act="relu", optimizer="adamw").weight_decay == 1e-4
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(act="relu", epochs=0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle"])
+def test_optimizers_and_schedules(optimizer, schedule):
+    config = TrainConfig(act="relu", optimizer=optimizer, schedule=schedule, learning_rate=0.1,
+                         weight_decay=1e-3, nesterov=optimizer == "sgd", workdir="unused")
+    learning_rate = make_schedule(config, total_steps=100)
+    if schedule == "constant":
+        assert float(learning_rate(99)) == pytest.approx(0.1)
+    elif schedule == "cosine":
+        assert float(learning_rate(0)) == pytest.approx(0.1) and float(learning_rate(100)) == pytest.approx(0.0)
+    else:
+        assert float(learning_rate(0)) < 0.1 and max(float(learning_rate(s)) for s in range(100)) == pytest.approx(0.1, rel=0.05)
+    tx = make_optimizer(config, total_steps=100)
+    params = {"w": np.ones(3, np.float32)}
+    updates, _ = tx.update({"w": np.full(3, 0.5, np.float32)}, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    assert np.all(np.asarray(new["w"]) < 1), "a positive gradient (and weight decay) lowers the weights"
