@@ -96,8 +96,8 @@ def activation_timings(
         {
             "activation": name,
             "kind": wa.kind(name),
-            "forward_ms": round(medians[(name, "fwd")] * 1e3, 3),
-            "forward_backward_ms": round(medians[(name, "fwd+bwd")] * 1e3, 3),
+            "forward_ms": round(medians[(name, "fwd")] * 1e3, 4),
+            "forward_backward_ms": round(medians[(name, "fwd+bwd")] * 1e3, 4),
             "forward_ratio_to_relu": round(medians[(name, "fwd")] / relu_fwd, 3),
             "forward_backward_ratio_to_relu": round(medians[(name, "fwd+bwd")] / relu_both, 3),
         }
