@@ -153,6 +153,34 @@ def run_status(workdir: str | Path) -> str:
     return "unfinished" if (Path(workdir) / "config.json").exists() else "new"
 
 
+def execute(configs: Sequence, *, resume_command: str | None = None) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Trains `configs` in order, in this process; returns the count of each final
+    status and the (workdir, error) of runs that failed to run at all.
+
+    Stops at the first interrupted run (Ctrl-C, SIGTERM): its checkpoint is saved,
+    and running the sweep again resumes it. A run that raises (a missing dataset,
+    a broken setting) is recorded and the sweep goes on with the next.
+    """
+    import jax
+    from tqdm.auto import tqdm
+
+    from winact_jax.train import run
+
+    outcomes: dict[str, int] = {}
+    failures = []
+    for config in tqdm(configs, desc="sweep", unit="run"):
+        try:
+            status = run(config, resume_command=resume_command).get("status", "unknown")
+        except Exception as error:  # noqa: BLE001 - one broken run must not stop the rest of the grid
+            status = "failed"
+            failures.append((config.workdir, f"{type(error).__name__}: {error}"))
+        outcomes[status] = outcomes.get(status, 0) + 1
+        if status == "interrupted":
+            break
+        jax.clear_caches()  # each run compiles its own model; keep memory flat over the grid
+    return outcomes, failures
+
+
 def _parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
@@ -250,29 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {statuses[c.workdir]:<11} {c.workdir}")
         return 0
 
-    from tqdm.auto import tqdm
-
-    import jax
-    from winact_jax.train import run
-
-    outcomes: dict[str, int] = {}
-    failures = []
-    for config in tqdm(todo, desc="sweep", unit="run"):
-        try:
-            summary = run(config, resume_command=f"python -m experiments.sweep {' '.join(sys.argv[1:])}".strip())
-            status = summary.get("status", "unknown")
-        except KeyboardInterrupt:
-            print("sweep interrupted; run the same command again to resume")
-            return 130
-        except Exception as error:  # a broken run must not stop the rest of the grid
-            status = "failed"
-            failures.append((config.workdir, f"{type(error).__name__}: {error}"))
-        outcomes[status] = outcomes.get(status, 0) + 1
-        if status == "interrupted":
-            print("sweep interrupted; run the same command again to resume")
-            return 130
-        jax.clear_caches()  # each run compiles its own model; keep memory flat over the grid
-
+    command = " ".join(["python -m experiments.sweep", *(sys.argv[1:] if argv is None else argv)])
+    outcomes, failures = execute(todo, resume_command=command)
+    if outcomes.get("interrupted"):
+        print("sweep interrupted; run the same command again to resume")
+        return 130
     for workdir, message in failures:
         print(f"failed: {workdir}: {message}")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())) or "nothing to do"

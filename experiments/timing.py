@@ -2,9 +2,10 @@
 
 Benchmarks compare a window activation with ReLU on the same shapes, so what matters
 is the ratio, and a ratio is only meaningful when both sides saw the same machine
-state. `interleaved_medians` therefore runs the candidates in rounds (a, b, c, a, b,
-c, ...) after compiling and warming every one of them, and reports each one's
-median over the rounds: a burst of background load hits all candidates alike.
+state. `interleaved_medians` therefore runs the candidates in rounds, each round every
+candidate once in a freshly shuffled order (so none always runs right after the
+same neighbour), after compiling and warming every one of them, and reports each
+one's median over the rounds: a burst of background load hits all candidates alike.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ def interleaved_medians(
         for _ in range(warmup):
             jax.block_until_ready(fn())
     times: dict[str, list[float]] = {name: [] for name in candidates}
+    order = np.random.default_rng(0)
+    names = list(candidates)
     for _ in tqdm(range(rounds), desc=f"{desc}: rounds", leave=False):
-        for name, fn in candidates.items():
+        for index in order.permutation(len(names)):
+            name = names[index]
             start = time.perf_counter()
-            jax.block_until_ready(fn())
+            jax.block_until_ready(candidates[name]())
             times[name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) for name, t in times.items()}
