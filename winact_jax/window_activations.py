@@ -81,6 +81,19 @@ def _output(tiling: Tiling, y: jax.Array, dtype) -> jax.Array:
     return tiling.unblock(y.astype(dtype))
 
 
+def _with_vjp(forward, backward):
+    """`f(x, tiling, a)` computed by `forward(x, tiling, a) -> (y, residuals)`, with
+    `backward(tiling, a, residuals, g) -> (dx,)` as its VJP; `tiling` and the
+    parameter `a` are static."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+    def activation(x, tiling: Tiling, a):
+        return forward(x, tiling, a)[0]
+
+    activation.defvjp(forward, backward)
+    return activation
+
+
 def _sum_where(tiling: Tiling, values: jax.Array, present: jax.Array) -> jax.Array:
     """Window sums of `values`, which must be zero wherever `present` is False.
 
@@ -115,11 +128,6 @@ def _drain_backward(tiling, a, xb, gb, live, share=1.0):
     return jnp.where(live, gb, jnp.where(xb < 0, a * share * back, 0))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _nelu(x, tiling: Tiling, a: float):
-    return _nelu_fwd(x, tiling, a)[0]
-
-
 def _nelu_fwd(x, tiling, a):
     xb = _blocked(tiling, x)
     neg = _negative_sums(tiling, xb)
@@ -134,7 +142,7 @@ def _nelu_bwd(tiling, a, residuals, g):
     return (_output(tiling, dx, x.dtype),)
 
 
-_nelu.defvjp(_nelu_fwd, _nelu_bwd)
+_nelu = _with_vjp(_nelu_fwd, _nelu_bwd)
 
 
 def nelu(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
@@ -190,11 +198,6 @@ def inhibitor(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT
 # y = [w > 0] (w + a*neg): the drained value passes even when it turned negative.
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _pnelu(x, tiling: Tiling, a: float):
-    return _pnelu_fwd(x, tiling, a)[0]
-
-
 def _pnelu_fwd(x, tiling, a):
     xb = _blocked(tiling, x)
     neg = _negative_sums(tiling, xb)
@@ -209,7 +212,7 @@ def _pnelu_bwd(tiling, a, residuals, g):
     return (_output(tiling, dx, x.dtype),)
 
 
-_pnelu.defvjp(_pnelu_fwd, _pnelu_bwd)
+_pnelu = _with_vjp(_pnelu_fwd, _pnelu_bwd)
 
 
 def pnelu(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
@@ -233,11 +236,6 @@ def pnelu(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INF
 
 # --------------------------------------------------------------------------- excitator
 # y = relu(w - a*relu(w) + a*pos): every element gains a share of the window's positives.
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _excitator(x, tiling: Tiling, a: float):
-    return _excitator_fwd(x, tiling, a)[0]
 
 
 def _positive_sums(tiling, xb):
@@ -268,7 +266,7 @@ def _excitator_bwd(tiling, a, residuals, g):
     return (_output(tiling, dx, x.dtype),)
 
 
-_excitator.defvjp(_excitator_fwd, _excitator_bwd)
+_excitator = _with_vjp(_excitator_fwd, _excitator_bwd)
 
 
 def excitator(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
@@ -298,15 +296,16 @@ def excitator(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT
 # n_np non-positive elements of the window.
 
 
+def _equal_shares(tiling, mass, receivers):
+    """Each window's `mass` split equally among its `receivers` (at least 1), and
+    `1 / max(1, number of receivers)`, from one pass."""
+    total, count = tiling.reduce((windows.SUM, mass), (windows.SUM, receivers))
+    inv_receivers = 1 / jnp.maximum(count, 1)
+    return total * inv_receivers, inv_receivers
+
+
 def _excitator_v2_stats(xb, tiling):
-    pos, receivers = tiling.reduce((windows.SUM, jnp.maximum(xb, 0)), (windows.SUM, xb <= 0))
-    inv_receivers = 1 / jnp.maximum(receivers, 1)
-    return pos * inv_receivers, inv_receivers
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _excitator_v2(x, tiling: Tiling, a: float):
-    return _excitator_v2_fwd(x, tiling, a)[0]
+    return _equal_shares(tiling, jnp.maximum(xb, 0), xb <= 0)
 
 
 def _excitator_v2_fwd(x, tiling, a):
@@ -331,7 +330,7 @@ def _excitator_v2_bwd(tiling, a, residuals, g):
     return (_output(tiling, dx, x.dtype),)
 
 
-_excitator_v2.defvjp(_excitator_v2_fwd, _excitator_v2_bwd)
+_excitator_v2 = _with_vjp(_excitator_v2_fwd, _excitator_v2_bwd)
 
 
 def excitator_v2(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
@@ -362,14 +361,7 @@ def excitator_v2(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFA
 
 
 def _inhibitor_v2_stats(xb, tiling):
-    neg, receivers = tiling.reduce((windows.SUM, jnp.minimum(xb, 0)), (windows.SUM, xb >= 0))
-    inv_receivers = 1 / jnp.maximum(receivers, 1)
-    return neg * inv_receivers, inv_receivers
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _inhibitor_v2(x, tiling: Tiling, a: float):
-    return _inhibitor_v2_fwd(x, tiling, a)[0]
+    return _equal_shares(tiling, jnp.minimum(xb, 0), xb >= 0)
 
 
 def _inhibitor_v2_live(xb, share, a):
@@ -391,7 +383,7 @@ def _inhibitor_v2_bwd(tiling, a, residuals, g):
     return (_output(tiling, dx, x.dtype),)
 
 
-_inhibitor_v2.defvjp(_inhibitor_v2_fwd, _inhibitor_v2_bwd)
+_inhibitor_v2 = _with_vjp(_inhibitor_v2_fwd, _inhibitor_v2_bwd)
 
 
 def inhibitor_v2(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
