@@ -277,7 +277,7 @@ def run_epoch(args: argparse.Namespace) -> int:
           f"{args.image_size}, {device}, median of {args.rounds} epochs\n")
     print(_markdown_table(["activation", "epoch (s)", "x ReLU", "forward iterations/s"],
                           [[r["activation"], f"{r['epoch_s']:.2f}", f"{r['epoch_ratio_to_relu']:.2f}",
-                            f"{r['forward_it_per_s']:.1f}"] for r in rows]))
+                            f"{r['forward_it_per_s']:.2f}"] for r in rows]))
     slowest = max(rows, key=lambda r: r["epoch_s"])
     print(f"\nslowest epoch: {slowest['activation']} {slowest['epoch_s']:.2f} s "
           f"({slowest['epoch_ratio_to_relu']:.2f}x ReLU's {rows[0]['epoch_s']:.2f} s)")
