@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 
 import winact_jax as wa
 from experiments import timing
+from winact_jax.train.cpu_convolutions import prefer_eigen_convolutions
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -55,6 +57,8 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def _write_json(path: str | None, payload: dict) -> None:
     if path:
+        # The flags decide which kernels ran (see winact_jax/train/cpu_convolutions.py).
+        payload = {**payload, "xla_flags": os.environ.get("XLA_FLAGS", "")}
         with open(path, "w") as f:
             json.dump(payload, f, indent=2)
         print(f"wrote {path}")
@@ -295,6 +299,9 @@ def run_epoch(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu-convolutions", choices=["eigen", "ynnpack"], default="eigen",
+                        help="which library XLA:CPU runs convolutions with (default: eigen, as the training "
+                             "command does; see winact_jax/train/cpu_convolutions.py); no effect on GPUs")
     commands = parser.add_subparsers(dest="command", required=True)
 
     acts = commands.add_parser("activations", help="every activation vs ReLU on one input")
@@ -335,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cpu_convolutions == "eigen":
+        prefer_eigen_convolutions()  # before JAX first uses a device
     return args.run(args)
 
 

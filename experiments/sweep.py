@@ -280,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {statuses[c.workdir]:<11} {c.workdir}")
         return 0
 
+    from winact_jax.train.cpu_convolutions import prefer_eigen_convolutions
+
+    prefer_eigen_convolutions()  # before JAX first uses a device
     command = " ".join(["python -m experiments.sweep", *(sys.argv[1:] if argv is None else argv)])
     outcomes, failures = execute(todo, resume_command=command)
     if outcomes.get("interrupted"):

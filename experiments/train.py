@@ -186,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Imported here, after parsing: `--help` and bad flags need no JAX backend.
     from winact_jax.train import ConfigError, distributed, train_and_evaluate
+    from winact_jax.train.cpu_convolutions import prefer_eigen_convolutions
 
+    prefer_eigen_convolutions()  # before JAX first uses a device
     try:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     except ValueError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -52,6 +53,18 @@ def test_train_step_json(tmp_path):
     assert [set(r) for r in payload["rows"]] == [{"activation", "step_ms", "ratio_to_relu"}] * 2
     assert [r["activation"] for r in payload["rows"]] == ["relu", "excitator"]
     _check_ratios(payload["rows"], "step_ms", "ratio_to_relu")
+    # Which convolution kernels ran is part of the result.
+    assert payload["xla_flags"] == os.environ.get("XLA_FLAGS", "")
+
+
+def test_cpu_convolutions_option_sets_the_xla_flag_only_when_asked(monkeypatch):
+    added = []
+    monkeypatch.setattr(benchmark, "prefer_eigen_convolutions", lambda: added.append(True))
+    monkeypatch.setattr(benchmark, "run_activations", lambda args: 0)
+    assert benchmark.main(["--cpu-convolutions", "ynnpack", "activations"]) == 0
+    assert added == []
+    assert benchmark.main(["activations"]) == 0
+    assert added == [True]
 
 
 def test_epoch_json(tmp_path, capsys):

@@ -5,6 +5,7 @@ conftest.py sets up; small models and few steps keep it fast."""
 from __future__ import annotations
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -150,6 +151,7 @@ def test_run_directory_holds_config_metrics_tensorboard_checkpoints_summary(tmp_
     assert config["config"]["act"] == "relu" and config["config"]["learning_rate"] == 1e-4
     assert set(config["versions"]) >= {"jax", "flax", "optax"}
     assert len(config["devices"]) == 4 and config["num_devices"] == 4
+    assert config["xla_flags"] == os.environ["XLA_FLAGS"]  # which kernels ran
 
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]

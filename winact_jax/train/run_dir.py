@@ -47,6 +47,7 @@ def environment() -> dict[str, Any]:
         },
         "devices": [str(device) for device in jax.devices()],
         "num_processes": jax.process_count(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 
