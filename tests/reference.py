@@ -273,22 +273,8 @@ def kink_margin(name, x, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, thr
     return _per_window(np.shape(x), window, fn)
 
 
-def vjp(name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD):
-    """`g^T dy/dx`, window by window, from the analytic per-window Jacobian."""
-    name = ALIASES.get(name, name)
-    xc = _channels_last(x)
-    gc = _channels_last(g)
-
-    def fn(index):
-        block = xc[index]
-        jac = _window_jacobian(name, block.reshape(-1), influence, threshold)
-        return (gc[index].reshape(-1) @ jac).reshape(block.shape)
-
-    return _per_window(np.shape(x), window, fn)
-
-
-def jvp(name, x, v, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD):
-    """`dy/dx v`, window by window, from the analytic per-window Jacobian."""
+def _jacobian_products(name, x, v, product, window, influence, threshold):
+    """`product(jacobian, v_window)` for each window's analytic Jacobian."""
     name = ALIASES.get(name, name)
     xc = _channels_last(x)
     vc = _channels_last(v)
@@ -296,9 +282,19 @@ def jvp(name, x, v, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshol
     def fn(index):
         block = xc[index]
         jac = _window_jacobian(name, block.reshape(-1), influence, threshold)
-        return (jac @ vc[index].reshape(-1)).reshape(block.shape)
+        return product(jac, vc[index].reshape(-1)).reshape(block.shape)
 
     return _per_window(np.shape(x), window, fn)
+
+
+def vjp(name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD):
+    """`g^T dy/dx`, window by window, from the analytic per-window Jacobian."""
+    return _jacobian_products(name, x, g, lambda jac, gw: gw @ jac, window, influence, threshold)
+
+
+def jvp(name, x, v, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD):
+    """`dy/dx v`, window by window, from the analytic per-window Jacobian."""
+    return _jacobian_products(name, x, v, lambda jac, vw: jac @ vw, window, influence, threshold)
 
 
 def fd_jvp(name, x, v, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD, eps=1e-6):

@@ -1,4 +1,4 @@
-"""Pieces the models share: the normalization choice and PyTorch's default init."""
+"""Pieces the models share: the normalization choice, width scaling, PyTorch's default init."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def normalization_layer(normalization: str, num_features: int, *, dtype, rngs: n
         param_dtype=jnp.float32,
         rngs=rngs,
     )
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """`channels` times the width multiplier `width`, rounded, at least 1."""
+    if not (isinstance(width, (int, float)) and width > 0):
+        raise ValueError(f"width must be a positive number; got {width!r}")
+    return max(1, round(channels * width))
 
 
 def pytorch_default_init(fan_in: int) -> dict:

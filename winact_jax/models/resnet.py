@@ -19,7 +19,12 @@ from flax import nnx
 from flax.typing import Dtype
 
 from winact_jax.models.activation import ActivationLike, activations
-from winact_jax.models.layers import check_normalization, global_average_pool, normalization_layer
+from winact_jax.models.layers import (
+    check_normalization,
+    global_average_pool,
+    normalization_layer,
+    scaled_channels,
+)
 
 # He et al. initialise convolutions as in their PReLU paper; `fan_out` and an
 # (untruncated) normal is what torchvision's ResNet uses.
@@ -136,9 +141,7 @@ class ResNet(nnx.Module):
             raise ValueError(
                 f"depth must be 6n+2 for an int n >= 1 (20, 32, 38, 56, ...); got {depth!r}"
             )
-        if not (isinstance(width, (int, float)) and width > 0):
-            raise ValueError(f"width must be a positive number; got {width!r}")
-        widths = tuple(max(1, round(w * width)) for w in widths)
+        widths = tuple(scaled_channels(w, width) for w in widths)
         if len(widths) != 3 or any(b < a for a, b in zip(widths, widths[1:])):
             raise ValueError(
                 f"widths must be three non-decreasing stage widths (scaled: {widths}); "

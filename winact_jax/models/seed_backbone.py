@@ -16,7 +16,12 @@ from flax import nnx
 from flax.typing import Dtype
 
 from winact_jax.models.activation import ActivationLike, activations
-from winact_jax.models.layers import global_max_pool, normalization_layer, pytorch_default_init
+from winact_jax.models.layers import (
+    global_max_pool,
+    normalization_layer,
+    pytorch_default_init,
+    scaled_channels,
+)
 
 CHANNELS = 128
 BOTTLENECK = 64  # the first convolution of a module halves the channels
@@ -105,10 +110,8 @@ class SeedBackbone(nnx.Module):
             the logits are returned in float32.
           rngs: initialisation randomness.
         """
-        if not (isinstance(width, (int, float)) and width > 0):
-            raise ValueError(f"width must be a positive number; got {width!r}")
-        channels = max(1, round(CHANNELS * width))
-        bottleneck = max(1, round(BOTTLENECK * width))
+        channels = scaled_channels(CHANNELS, width)
+        bottleneck = scaled_channels(BOTTLENECK, width)
         acts = activations(act, placement, act_params)
 
         self.stem = conv3x3(in_channels, channels, dtype=dtype, rngs=rngs)

@@ -3,9 +3,10 @@
 jaxlib 0.10's XLA:CPU hands convolutions to YNNPACK. For the weight gradients of
 3x3 convolutions (which XLA computes as convolutions over the batch) YNNPACK is
 far slower than XLA's own Eigen convolutions, and one thread idles while the other
-finishes them. Measured on 2 cores with jaxlib 0.10.2 (docs/benchmarks.md): the
-training step of SeedBackbone at 32x32, batch 64, took 2457 ms with YNNPACK and
-1285 ms with Eigen; ResNet-38's took 832 ms and 704 ms. The training, sweep and
+finishes them. Measured on 2 cores with jaxlib 0.10.2, ReLU, in back-to-back
+runs: the training step of SeedBackbone at 32x32, batch 64, took 2457 ms with
+YNNPACK and 1285 ms with Eigen; ResNet-38's took 832 ms and 704 ms (the tables are
+in docs/benchmarks.md). The training, sweep and
 benchmark commands therefore start with YNNPACK's convolutions switched off.
 
 The switch is an XLA flag, read once, when JAX first uses a device: call
