@@ -1,6 +1,6 @@
 """A slow, independent reference of the window activations, from the specification.
 
-Written from `/work/shared/spec/activations.md` alone, with NumPy in float64 and
+Written from `docs/spec.md` alone, with NumPy in float64 and
 plain Python loops: over batch elements, channels and window positions. Every
 window is cut out of the input with ordinary slices that stop at the end of the
 axis, so a partial window (or a window larger than its axis) holds exactly its

@@ -1,4 +1,4 @@
-"""The nine window activations against the specification (/work/shared/spec/activations.md).
+"""The nine window activations against the specification (docs/spec.md).
 
 * hand-worked examples, with the expected outputs written out literally;
 * every activation against `reference.py` (an independent float64 NumPy reference

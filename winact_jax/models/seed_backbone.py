@@ -1,6 +1,6 @@
 """The window-activation paper's model (its "ResNet 38"), as its code builds it.
 
-The seed's results (Table 1 of the paper, `shared/spec/seed-experiments.md`) come
+The seed's results (Table 1 of the paper, `docs/seed-experiments.md`) come
 from this network, not from He et al.'s ResNet: a 3x3 stem to 128 channels, five
 residual modules on 128 channels, a 2x2 max pool after modules 2 and 4, a global
 max pool and a linear layer. The reported runs used no normalization.
