@@ -4,7 +4,7 @@ Every dataset here fits in accelerator memory as uint8 (Tiny ImageNet's train
 split, the largest, is 1.1 GiB), so a split is put on the device(s) once,
 replicated over the mesh, and an epoch never touches the host:
 
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    mesh = winact_jax.sharding.make_mesh()
     train = put_on_device(dataset.train, mesh)              # once
     for epoch in range(epochs):
         batches = epoch_batches(seed, epoch, len(dataset.train), 64, mesh=mesh)
@@ -24,7 +24,8 @@ is a fresh permutation. Evaluation (`eval_batches`) pads the last batch instead
 and masks the padding, so every example counts exactly once.
 
 The global batch is split over the mesh's "data" axis, so it must be a multiple
-of that axis's device count; every function taking a mesh checks this.
+of that axis's device count; every function taking a mesh checks this. Where each
+array lives (replicated, or sharded along "data") is `winact_jax.sharding`'s choice.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from winact_jax.data.dataset import Split
+from winact_jax.sharding import DATA_AXIS  # noqa: F401  (old home, still imported by train/loop.py)
+from winact_jax.sharding import batch_sharding, check_batch_divisible, replicate, replicated
 
-DATA_AXIS = "data"
 AUGMENT_PADDING = 4  # pixels of zero padding around the image before the random crop
 
 
@@ -59,18 +60,13 @@ class DeviceSplit(NamedTuple):
 
 
 def put_on_device(split: Split, mesh: Mesh) -> DeviceSplit:
-    """Copies `split` to every device of `mesh` (replicated: `NamedSharding(mesh, P())`).
+    """Copies `split` to every device of `mesh` (`winact_jax.sharding.replicate`).
 
-    Built with `jax.make_array_from_callback`, which asks each process only for
-    its own devices' data: it works with several processes as long as each loaded
-    the same split (what `load` gives on every host).
+    Each process supplies only its own devices' data: it works with several
+    processes as long as each loaded the same split (what `load` gives on every
+    host).
     """
-    replicated = NamedSharding(mesh, P())
-
-    def replicate(array: np.ndarray) -> jax.Array:
-        return jax.make_array_from_callback(array.shape, replicated, lambda index: array[index])
-
-    return DeviceSplit(replicate(np.asarray(split.images)), replicate(np.asarray(split.labels)))
+    return DeviceSplit(*replicate((split.images, split.labels), mesh))
 
 
 def epoch_batches(
@@ -99,8 +95,8 @@ def epoch_batches(
         )
     sharding = None
     if mesh is not None:
-        _check_divisible(batch_size, mesh)
-        sharding = NamedSharding(mesh, P())
+        check_batch_divisible(batch_size, mesh)
+        sharding = replicated(mesh)
     return _epoch_batches_fn(sharding)(key_seed, epoch, num_examples, batch_size)
 
 
@@ -124,10 +120,10 @@ def gather_batch(
     sharded along the mesh's "data" axis, so each device gathers and keeps only
     its share of the batch.
     """
-    _check_divisible(indices.shape[0], mesh)
-    batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
-    images = jax.lax.with_sharding_constraint(device_split.images[indices], batch_sharding)
-    labels = jax.lax.with_sharding_constraint(device_split.labels[indices], batch_sharding)
+    check_batch_divisible(indices.shape[0], mesh)
+    sharding = batch_sharding(mesh)
+    images = jax.lax.with_sharding_constraint(device_split.images[indices], sharding)
+    labels = jax.lax.with_sharding_constraint(device_split.labels[indices], sharding)
     return images, labels
 
 
@@ -184,26 +180,11 @@ def eval_batches(
     indices = np.where(mask, positions, 0).astype(np.int32)
     if mesh is None:
         return jnp.asarray(indices), jnp.asarray(mask)
-    _check_divisible(batch_size, mesh)
-    replicated = NamedSharding(mesh, P())
-    return tuple(
-        jax.make_array_from_callback(array.shape, replicated, lambda index, a=array: a[index])
-        for array in (indices, mask)
-    )
+    check_batch_divisible(batch_size, mesh)
+    return replicate((indices, mask), mesh)
 
 
 def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be positive")
 
-
-def _check_divisible(batch_size: int, mesh: Mesh) -> None:
-    if DATA_AXIS not in mesh.shape:
-        raise ValueError(f"the mesh has no {DATA_AXIS!r} axis (axes: {tuple(mesh.shape)})")
-    devices = mesh.shape[DATA_AXIS]
-    if batch_size % devices:
-        raise ValueError(
-            f"batch_size={batch_size} is not divisible by the {devices} devices of the "
-            f"mesh's {DATA_AXIS!r} axis: the global batch is split evenly over them; "
-            f"use a multiple of {devices}"
-        )

@@ -14,13 +14,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx, struct
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 import winact_jax.models
+# Old home of these two, still imported by train/loop.py and experiments/train.py.
+from winact_jax.sharding import replicate, to_host  # noqa: F401
 from winact_jax.train.config import TrainConfig
 
 PRECISION_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -84,24 +83,3 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> t
     )
     return ModelDef(train=train_def, eval=eval_def), state
 
-
-def replicate(tree, mesh: Mesh):
-    """`tree`'s arrays copied to every device of `mesh` (`NamedSharding(mesh, P())`).
-
-    Through `make_array_from_callback`, which asks each process only for its own
-    devices' data, so it also works when the mesh spans several processes (each
-    built the same `tree` from the same seed).
-    """
-    replicated = NamedSharding(mesh, P())
-
-    def put(leaf):
-        host = np.asarray(leaf)
-        return jax.make_array_from_callback(host.shape, replicated, lambda index: host[index])
-
-    return jax.tree.map(put, tree)
-
-
-def to_host(tree):
-    """NumPy copies of a tree of replicated arrays, read from this process's first
-    device (so it works for arrays that span several processes)."""
-    return jax.tree.map(lambda leaf: np.asarray(leaf.addressable_data(0)), tree)

@@ -1,13 +1,13 @@
 """The jitted training and evaluation steps, data parallel over a mesh.
 
-One program runs on every device of a `Mesh(devices, ("data",))`: the train state
-is replicated, and each batch is gathered from the device-resident split already
-sharded along "data" (`winact_jax.data.gather_batch`). Because the global batch is
-one array inside one jitted program, `jnp.mean` over it (the loss, batch norm's
-batch statistics) is over the *global* batch, and the gradient of the mean loss is
-the average of the per-device gradients: XLA inserts the all-reduces that `pmap`
-code writes by hand. The same step gives the same result on 1 device or 8, up to
-the order of floating-point reductions.
+One program runs on every device of a mesh (`winact_jax.sharding.make_mesh`, one
+"data" axis): the train state is replicated, and each batch is gathered from the
+device-resident split already sharded along "data" (`winact_jax.data.gather_batch`).
+Because the global batch is one array inside one jitted program, `jnp.mean` over
+it (the loss, batch norm's batch statistics) is over the *global* batch, and the
+gradient of the mean loss is the average of the per-device gradients: XLA inserts
+the all-reduces that `pmap` code writes by hand. The same step gives the same
+result on 1 device or 8, up to the order of floating-point reductions.
 """
 
 from __future__ import annotations
@@ -19,22 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from winact_jax.data import Dataset, DeviceSplit, augment, gather_batch
-from winact_jax.data.serving import DATA_AXIS
+from winact_jax.sharding import batch_sharding, data_axis_size, put, replicated
+from winact_jax.sharding import make_mesh  # noqa: F401  (old home, still used by train/loop.py)
 from winact_jax.train.state import ModelDef, TrainState
 
 # Augmentation draws from its own stream of the run's seed, apart from the epoch
 # permutation (`epoch_batches` folds the epoch into `key(seed)` directly).
 AUGMENT_STREAM = 1
-
-
-def make_mesh(devices=None) -> Mesh:
-    """A one-axis mesh ("data") over `devices` (default: every device of every process)."""
-    devices = jax.devices() if devices is None else list(devices)
-    return Mesh(np.array(devices), (DATA_AXIS,))
 
 
 class StepMetrics(NamedTuple):
@@ -88,7 +82,6 @@ def make_train_step(
     process fills with its own wish to stop (`stop_flags_for`). The state is
     donated: the caller must use the returned one.
     """
-    replicated = NamedSharding(mesh, P())
     fill_value = dataset.pixel_range[0]  # black, as torchvision pads before scaling
 
     def train_step(state: TrainState, split: DeviceSplit, batches, epoch, step_in_epoch, stop_flags):
@@ -116,14 +109,13 @@ def make_train_step(
         accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
         return new_state, StepMetrics(loss, accuracy, jnp.any(stop_flags))
 
-    return jax.jit(train_step, donate_argnums=0, out_shardings=replicated)
+    return jax.jit(train_step, donate_argnums=0, out_shardings=replicated(mesh))
 
 
 def make_evaluate(model_def: ModelDef, dataset: Dataset, mesh: Mesh) -> Callable[..., EvalSums]:
     """The jitted pass `(state, split, indices, mask) -> EvalSums` over a whole
     split (the tables of `eval_batches`), in evaluation mode (running batch-norm
     statistics). One `lax.scan` over the batches: one dispatch per evaluation."""
-    replicated = NamedSharding(mesh, P())
 
     def evaluate(state: TrainState, split: DeviceSplit, indices, mask) -> EvalSums:
         model = nnx.merge(model_def.eval, state.params, state.model_state)
@@ -143,12 +135,10 @@ def make_evaluate(model_def: ModelDef, dataset: Dataset, mesh: Mesh) -> Callable
         sums, _ = jax.lax.scan(batch_sums, EvalSums(zero, zero, zero), (indices, mask))
         return sums
 
-    return jax.jit(evaluate, out_shardings=replicated)
+    return jax.jit(evaluate, out_shardings=replicated(mesh))
 
 
 def stop_flags_for(mesh: Mesh, stop: bool) -> jax.Array:
     """A bool (num_devices,) array sharded along "data", `stop` on this process's
     devices: the input through which a process tells the others it must stop."""
-    sharding = NamedSharding(mesh, P(DATA_AXIS))
-    shape = (mesh.shape[DATA_AXIS],)
-    return jax.make_array_from_callback(shape, sharding, lambda index: np.full(shape, stop)[index])
+    return put(np.full((data_axis_size(mesh),), stop), batch_sharding(mesh))
