@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 import winact_jax as wa
 from experiments import timing
-from winact_jax.train.cpu_convolutions import prefer_eigen_convolutions
+from winact_jax.backends import prefer_eigen_convolutions
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -57,7 +57,7 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def _write_json(path: str | None, payload: dict) -> None:
     if path:
-        # The flags decide which kernels ran (see winact_jax/train/cpu_convolutions.py).
+        # The flags decide which kernels ran (see winact_jax/backends.py).
         payload = {**payload, "xla_flags": os.environ.get("XLA_FLAGS", "")}
         with open(path, "w") as f:
             json.dump(payload, f, indent=2)
@@ -187,13 +187,14 @@ class TrainingBench:
     def __init__(self, act: str, *, model: str, image_size: int, batch_size: int, num_batches: int,
                  num_classes: int, width: float | None = None):
         from winact_jax.data import epoch_batches, eval_batches, put_on_device
+        from winact_jax.sharding import make_mesh, replicate
         from winact_jax.train import TrainConfig, steps
         from winact_jax.train.optim import make_optimizer
-        from winact_jax.train.state import create_model, create_train_state, replicate
+        from winact_jax.train.state import create_model, create_train_state
 
         config = TrainConfig(act=act, model=model, batch_size=batch_size, width=width, workdir="unused")
         dataset = synthetic_dataset(image_size, batch_size * num_batches, num_classes)
-        self.mesh = steps.make_mesh()
+        self.mesh = make_mesh()
         tx = make_optimizer(config, num_batches)
         model_def, state = create_train_state(create_model(config, num_classes, (image_size, image_size)), tx)
         self.state = replicate(state, self.mesh)
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu-convolutions", choices=["eigen", "ynnpack"], default="eigen",
                         help="which library XLA:CPU runs convolutions with (default: eigen, as the training "
-                             "command does; see winact_jax/train/cpu_convolutions.py); no effect on GPUs")
+                             "command does; see winact_jax/backends.py); no effect on GPUs")
     commands = parser.add_subparsers(dest="command", required=True)
 
     acts = commands.add_parser("activations", help="every activation vs ReLU on one input")

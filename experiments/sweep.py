@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {statuses[c.workdir]:<11} {c.workdir}")
         return 0
 
-    from winact_jax.train.cpu_convolutions import prefer_eigen_convolutions
+    from winact_jax.backends import prefer_eigen_convolutions
 
     prefer_eigen_convolutions()  # before JAX first uses a device
     command = " ".join(["python -m experiments.sweep", *(sys.argv[1:] if argv is None else argv)])

@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Imported here, after parsing: `--help` and bad flags need no JAX backend.
     from winact_jax.train import ConfigError, distributed, train_and_evaluate
-    from winact_jax.train.cpu_convolutions import prefer_eigen_convolutions
+    from winact_jax.backends import prefer_eigen_convolutions
 
     prefer_eigen_convolutions()  # before JAX first uses a device
     try:

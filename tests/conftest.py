@@ -8,7 +8,7 @@ flags when JAX starts its backend, hence here.
 
 import os
 
-from winact_jax.train.cpu_convolutions import prefer_eigen_convolutions
+from winact_jax.backends import prefer_eigen_convolutions
 
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4"]

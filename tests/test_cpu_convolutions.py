@@ -10,13 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from winact_jax.train import cpu_convolutions
-from winact_jax.train.cpu_convolutions import EIGEN_CONVOLUTIONS_FLAG, prefer_eigen_convolutions
+from winact_jax import backends
+from winact_jax.backends import EIGEN_CONVOLUTIONS_FLAG, prefer_eigen_convolutions
 
 
 @pytest.fixture
 def measured_jaxlib(monkeypatch):
-    monkeypatch.setattr(cpu_convolutions, "jaxlib_release", lambda: (0, 10))
+    monkeypatch.setattr(backends, "jaxlib_release", lambda: (0, 10))
 
 
 def test_flag_is_appended_to_the_users_flags(measured_jaxlib):
@@ -47,19 +47,19 @@ def test_setting_it_twice_adds_it_once(measured_jaxlib):
 @pytest.mark.parametrize("release", [(0, 9), (0, 11), (1, 0), None])
 def test_unmeasured_jaxlib_gets_no_flag(monkeypatch, release):
     # XLA aborts on flags it does not know, so only the measured releases get it.
-    monkeypatch.setattr(cpu_convolutions, "jaxlib_release", lambda: release)
+    monkeypatch.setattr(backends, "jaxlib_release", lambda: release)
     environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     assert prefer_eigen_convolutions(environ) is False
     assert environ == {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 
 
 def test_installed_jaxlib_release_is_read():
-    release = cpu_convolutions.jaxlib_release()
+    release = backends.jaxlib_release()
     assert release is not None and all(isinstance(part, int) for part in release)
 
 
 @pytest.mark.skipif(
-    cpu_convolutions.jaxlib_release() not in cpu_convolutions.MEASURED_JAXLIB,
+    backends.jaxlib_release() not in backends.MEASURED_JAXLIB,
     reason="the flag is only set for the measured jaxlib releases",
 )
 def test_xla_accepts_the_flag_and_convolutions_stay_exact(tmp_path):

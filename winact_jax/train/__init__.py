@@ -13,7 +13,6 @@ One idea per module, after Flax's ImageNet example:
 * `interrupts.py`: SIGINT/SIGTERM as a request to stop after the current step.
 * `distributed.py`: joining the processes of a multi-host run.
 * `run_dir.py`: config.json, metrics.jsonl, TensorBoard, summary.json.
-* `cpu_convolutions.py`: the XLA flag that runs CPU convolutions on Eigen.
 * `loop.py`: `run` / `train_and_evaluate`, the epochs.
 """
 

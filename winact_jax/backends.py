@@ -1,13 +1,17 @@
-"""Which library runs convolutions on the CPU: XLA's Eigen kernels, not YNNPACK.
+"""Backend choices: how XLA runs this project's programs, decided before JAX starts.
 
-jaxlib 0.10's XLA:CPU hands convolutions to YNNPACK. For the weight gradients of
-3x3 convolutions (which XLA computes as convolutions over the batch) YNNPACK is
-far slower than XLA's own Eigen convolutions, and one thread idles while the other
-finishes them. Measured on 2 cores with jaxlib 0.10.2, ReLU, in back-to-back
-runs: the training step of SeedBackbone at 32x32, batch 64, took 2457 ms with
-YNNPACK and 1285 ms with Eigen; ResNet-38's took 832 ms and 704 ms (the tables are
-in docs/benchmarks.md). The training, sweep and
-benchmark commands therefore start with YNNPACK's convolutions switched off.
+One home for every choice of kernels or XLA flags per backend, apart from where
+arrays live (`winact_jax.sharding`): such a choice is not about training, and the
+training, sweep and benchmark commands and the test session all make it the same
+way. Today there is one.
+
+CPU convolutions on XLA's Eigen kernels, not YNNPACK. jaxlib 0.10's XLA:CPU hands
+convolutions to YNNPACK. For the weight gradients of 3x3 convolutions (which XLA
+computes as convolutions over the batch) YNNPACK is far slower than XLA's own Eigen
+convolutions, and one thread idles while the other finishes them: SeedBackbone's
+training step is 1.65x to 1.9x faster with Eigen (measured, re-measurable, in
+docs/benchmarks.md, "Why the convolution library decides it"). The training, sweep
+and benchmark commands therefore start with YNNPACK's convolutions switched off.
 
 The switch is an XLA flag, read once, when JAX first uses a device: call
 `prefer_eigen_convolutions` before that. It changes only the CPU backend, so it
