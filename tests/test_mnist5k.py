@@ -96,6 +96,13 @@ def test_padding_is_a_2_pixel_zero_border_around_the_unchanged_digit(dataset):
         assert images.max() == 255
 
 
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(mnist5k, verbose=False)
+    assert result.attempted >= 1 and result.failed == 0, result
+
+
 def test_pad_by_hand():
     digit = np.arange(28 * 28, dtype=np.int64).reshape(1, 28, 28) % 256
     padded = mnist5k.pad(digit.astype(np.uint8))

@@ -27,6 +27,10 @@ place, where, and the command to run then:
 
     python -m winact_jax.data prepare NAME --data-dir DIR
 
+Transforms (`transforms.py`): `with_label_noise(split, fraction, num_classes, seed)`
+replaces a fraction of a training split's labels with uniformly random ones (the
+label-noise seed protocol).
+
 Serving (`serving.py`): a split goes on the device(s) once, replicated; each epoch
 is a permutation drawn on device, a batch is a gather inside the jitted step,
 sharded along the mesh's "data" axis.
@@ -54,6 +58,7 @@ from winact_jax.data.serving import (
     gather_batch,
     put_on_device,
 )
+from winact_jax.data.transforms import with_label_noise
 
 
 def _load_digits(*, data_dir: str | None = None, seed: int = splits.SPLIT_SEED) -> Dataset:
@@ -139,4 +144,5 @@ __all__ = [
     "put_on_device",
     "scale_pixels",
     "splits",
+    "with_label_noise",
 ]

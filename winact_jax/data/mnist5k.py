@@ -90,10 +90,11 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def pad(images_28x28: np.ndarray) -> np.ndarray:
     """(N, 28, 28) uint8 -> (N, 32, 32, 3) uint8: a 2-pixel zero border, grey repeated.
 
-    >>> pad(np.full((1, 28, 28), 7, np.uint8))[0, :3, :3, 0]
-    array([[0, 0, 0],
-           [0, 0, 7],
-           [0, 0, 7]], dtype=uint8)
+    >>> pad(np.full((1, 28, 28), 7, np.uint8))[0, :4, :4, 0]
+    array([[0, 0, 0, 0],
+           [0, 0, 0, 0],
+           [0, 0, 7, 7],
+           [0, 0, 7, 7]], dtype=uint8)
     """
     padded = np.pad(images_28x28, ((0, 0), (PADDING, PADDING), (PADDING, PADDING)))
     return np.repeat(padded[..., None], 3, axis=-1)
