@@ -303,3 +303,163 @@ def fd_jvp(name, x, v, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, thres
     v = np.asarray(v, np.float64)
     kw = dict(window=window, influence=influence, threshold=threshold)
     return (activation(name, x + eps * v, **kw) - activation(name, x - eps * v, **kw)) / (2 * eps)
+
+
+# =========================================================================== round 2
+# docs/spec.md, "Round 2: beyond the seed": `mode` (tiled or centered windows),
+# `over` (spatial or channel windows), `influence` per channel. Written element by
+# element: for every output element `i`, its window `W(i)` is built from the
+# definition (a tile, or the neighbourhood of offsets -(k-1)//2 ... k//2 clipped to
+# the axis), the window's statistics are computed from its real elements, and `i`'s
+# entry of the round-1 formula is taken, with `i`'s own channel's influence.
+
+
+def _windowed_axes(shape, window, over):
+    """`(axes, sizes)`: the axes of the channels-last view that windows run along,
+    and the window size along each."""
+    rank = len(shape)
+    if over == "channels" and rank > 2:
+        if not isinstance(window, int):
+            raise ValueError("reference: channel windows take an int window")
+        return (rank - 1,), (window,)
+    if over not in ("spatial", "channels"):
+        raise ValueError(f"reference: bad over {over!r}")
+    _, sizes = _spatial_and_sizes(shape, window)
+    return tuple(range(1, 1 + len(sizes))), sizes
+
+
+def _axis_range(position, length, k, mode):
+    """The positions of the window along one axis that holds `position`."""
+    if mode == "tiled":
+        start = (position // k) * k
+        return range(start, min(start + k, length))
+    if mode == "centered":
+        return range(max(position - (k - 1) // 2, 0), min(position + k // 2, length - 1) + 1)
+    raise ValueError(f"reference: bad mode {mode!r}")
+
+
+def window_of(shape, index, window, mode="tiled", over="spatial"):
+    """The indices (into the channels-last view) of the window `W(i)` of element
+    `index`, in row-major order; `index` is one of them."""
+    view_shape = shape if len(shape) > 2 else (*shape, 1)
+    axes, sizes = _windowed_axes(shape, window, over)
+    ranges = [[index[d]] for d in range(len(view_shape))]
+    for axis, k in zip(axes, sizes):
+        ranges[axis] = list(_axis_range(index[axis], view_shape[axis], k, mode))
+    return list(itertools.product(*ranges))
+
+
+def _channel_of(shape, index):
+    return index[-1] if len(shape) > 2 else index[1]
+
+
+def _per_element(name, x, window, influence, threshold, mode, over, fn):
+    """`fn(w, position_of_i_in_w, a_i)` for every element, over its own window."""
+    shape = np.shape(x)
+    xc = _channels_last(x)
+    a = np.broadcast_to(np.asarray(influence, np.float64), (shape[-1],))
+    out = np.zeros(xc.shape)
+    for index in np.ndindex(*xc.shape):
+        members = window_of(shape, index, window, mode, over)
+        w = np.array([xc[m] for m in members])
+        out[index] = fn(w, members.index(index), a[_channel_of(shape, index)], members)
+    return out.reshape(shape)
+
+
+def activation_ext(name, x, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD,
+                   mode="tiled", over="spatial"):
+    """`name` applied to `x` with round-2 options: `mode`, `over`, and `influence`
+    a scalar or one value per channel (float64 result of `x`'s shape)."""
+    name = ALIASES.get(name, name)
+
+    def fn(w, i, a, _):
+        return _window_values(name, w, a, threshold)[i]
+
+    return _per_element(name, x, window, influence, threshold, mode, over, fn)
+
+
+def vjp_ext(name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD,
+            mode="tiled", over="spatial"):
+    """`g^T dy/dx` from each output element's row of its window's analytic Jacobian:
+    `dx_j = sum_i g_i dy_i/dx_j` over every `i` whose window holds `j`."""
+    name = ALIASES.get(name, name)
+    shape = np.shape(x)
+    gc = _channels_last(g)
+    dx = np.zeros(gc.shape)
+
+    def fn(w, i, a, members):
+        row = _window_jacobian(name, w, a, threshold)[i]
+        index = members[i]
+        for j, member in enumerate(members):
+            dx[member] += gc[index] * row[j]
+        return 0.0
+
+    _per_element(name, x, window, influence, threshold, mode, over, fn)
+    return dx.reshape(shape)
+
+
+def fd_influence_grad(name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, mode="tiled",
+                      over="spatial", eps=1e-6):
+    """`d sum(g * y) / d influence` by central finite differences, in float64: a
+    float for a scalar influence, an array of shape `(C,)` for a per-channel one."""
+    a = np.asarray(influence, np.float64)
+    kw = dict(window=window, mode=mode, over=over)
+    g = np.asarray(g, np.float64)
+    flat = a.reshape(-1)
+    grad = np.zeros_like(flat)
+    for c in range(flat.size):
+        step = np.zeros_like(flat)
+        step[c] = eps
+        up = activation_ext(name, x, influence=(flat + step).reshape(a.shape), **kw)
+        down = activation_ext(name, x, influence=(flat - step).reshape(a.shape), **kw)
+        grad[c] = np.sum(g * (up - down)) / (2 * eps)
+    return grad.reshape(a.shape) if a.ndim else float(grad[0])
+
+
+def kink_margin_ext(name, x, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD,
+                    mode="tiled", over="spatial"):
+    """Per element, the distance from the nearest non-differentiable point (with
+    respect to `x`), over its own window."""
+    name = ALIASES.get(name, name)
+
+    def fn(w, i, a, _):
+        return _window_margin(name, w, a, threshold)[i]
+
+    return _per_element(name, x, window, influence, threshold, mode, over, fn)
+
+
+def softmax_margin_ext(x, window=DEFAULT_WINDOW, threshold=DEFAULT_THRESHOLD, mode="tiled", over="spatial"):
+    """`|softmax(W(i))[i] - threshold|` per element."""
+
+    def fn(w, i, a, _):
+        return abs(_softmax(w)[i] - threshold)
+
+    return _per_element("softmax_threshold", x, window, 0.0, threshold, mode, over, fn)
+
+
+# --------------------------------------------------------------------------- comparators
+
+
+def prelu(x, slope):
+    """`x` if `x > 0`, else `slope * x`; `slope` a scalar or one per channel."""
+    x = np.asarray(x, np.float64)
+    return np.where(x > 0, x, np.asarray(slope, np.float64) * x)
+
+
+def frelu(x, kernel, scale, bias):
+    """FReLU: `max(x, T(x))`, `T(x)[b, h, w, c] = scale[c] * sum_{u,v} x[b, h+u-(k-1)//2,
+    w+v-(k-1)//2, c] * kernel[u, v, c] + bias[c]`, zero outside the map; loops."""
+    x = np.asarray(x, np.float64)
+    kernel = np.asarray(kernel, np.float64)
+    batch, height, width, channels = x.shape
+    k = kernel.shape[0]
+    t = np.zeros_like(x)
+    for b, h, w, c in np.ndindex(*x.shape):
+        total = 0.0
+        for u in range(k):
+            for v in range(k):
+                hh, ww = h + u - (k - 1) // 2, w + v - (k - 1) // 2
+                if 0 <= hh < height and 0 <= ww < width:
+                    total += x[b, hh, ww, c] * kernel[u, v, c]
+        t[b, h, w, c] = scale[c] * total + bias[c]
+    return np.maximum(x, t)

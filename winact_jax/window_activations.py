@@ -2,9 +2,12 @@
 
 Each public function is pure: `f(x, window=4, ...) -> y` with `y.shape == x.shape`
 and `y.dtype == x.dtype`. `x` is channels-last: `(batch, features)` for dense
-layers, `(batch, *spatial, channels)` for 1-D, 2-D and 3-D feature maps. Windows
-tile the spatial axes without overlap, per batch element and per channel; a partial
-window at the far edge is reduced over its real elements only (see `windows.py`).
+layers, `(batch, *spatial, channels)` for 1-D, 2-D and 3-D feature maps. By
+default windows tile the spatial axes without overlap, per batch element and per
+channel; a partial window at the far edge is reduced over its real elements only.
+Keyword-only `mode="centered"` gives every element its own neighbourhood and
+`over="channels"` windows consecutive channels instead (geometry: `windows.py`);
+`influence` may be a scalar or one value per channel, and is differentiable.
 
 Statistics of one window `W` (the notation of the specification):
 
@@ -16,7 +19,7 @@ Gradients are those of the formulas, with comparisons, counts and the choice of 
 maximum carrying none. They are written out as custom VJPs because autodiff of the
 formulas makes several more passes over memory than needed: each backward pass here
 is one window reduction plus one element-wise pass, and keeps only `x` and the
-per-window statistics (a fraction of `x`'s size) as residuals.
+window statistics (for tiles a fraction of `x`'s size) as residuals.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from winact_jax import windows
-from winact_jax.windows import Tiling, WindowSize
+from winact_jax.windows import Geometry, Neighbourhood, WindowSize
 
 DEFAULT_WINDOW = 4
 DEFAULT_INFLUENCE = 0.1
@@ -45,13 +49,54 @@ def _real_number(name: str, value, accepted: str) -> float:
     return float(value)
 
 
-def check_influence(influence) -> float:
-    """Returns `influence` as a float, or raises unless it is finite and in [0, 1]."""
-    accepted = "a finite float in [0, 1]"
-    a = _real_number("influence", influence, accepted)
-    if not (math.isfinite(a) and 0.0 <= a <= 1.0):
-        raise ValueError(f"influence must be {accepted}; got {influence!r}")
-    return a
+INFLUENCE_ACCEPTED = "a finite float in [0, 1], or an array of shape (C,) of them (C = the input's last axis)"
+
+
+def _is_traced(value) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def check_influence(influence, channels: int | None = None):
+    """Returns `influence` checked: a float for a scalar number, an array for an array.
+
+    A number (Python or NumPy scalar, or a 0-d NumPy array) comes back as a Python
+    float; a JAX array (of shape `()` or `(C,)`), or a NumPy array, list or tuple of
+    shape `(C,)`, comes back as an array. Values must be finite and in [0, 1]; an
+    array must have shape `()` or `(channels,)` (any `(C,)` when `channels` is None).
+    A traced array's values are not checked (they are not known), its shape is.
+    Raises `TypeError` or `ValueError` naming `influence`, the value and what is
+    accepted.
+    """
+    accepted = INFLUENCE_ACCEPTED
+    if isinstance(influence, (list, tuple)) or (isinstance(influence, np.ndarray) and influence.ndim > 0):
+        if isinstance(influence, (list, tuple)) and not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in influence
+        ):
+            raise TypeError(f"influence must be {accepted}; got {influence!r}")
+        influence = np.asarray(influence)
+    elif isinstance(influence, np.ndarray):  # 0-d
+        influence = influence[()]
+    if not isinstance(influence, (np.ndarray, jax.Array)):
+        a = _real_number("influence", influence, accepted)
+        if not (math.isfinite(a) and 0.0 <= a <= 1.0):
+            raise ValueError(f"influence must be {accepted}; got {influence!r}")
+        return a
+    dtype = influence.dtype
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"influence must be {accepted}; got an array of dtype {dtype}")
+    shape = tuple(influence.shape)
+    if not (shape == () or (len(shape) == 1 and (channels is None or shape[0] == channels))):
+        expected = "(C,)" if channels is None else f"({channels},)"
+        raise ValueError(f"influence must be {accepted}; got an array of shape {shape}, expected () or {expected}")
+    if not _is_traced(influence):
+        values = np.asarray(influence, np.float64)
+        bad = ~(np.isfinite(values) & (values >= 0) & (values <= 1))
+        if bad.any():
+            raise ValueError(
+                f"influence must be {accepted}; got {influence!r} (out of range at index "
+                f"{tuple(int(i) for i in np.argwhere(bad)[0])})"
+            )
+    return influence
 
 
 def check_threshold(threshold) -> float:
@@ -63,9 +108,9 @@ def check_threshold(threshold) -> float:
     return t
 
 
-def _prepare(x, window: WindowSize) -> tuple[jax.Array, Tiling]:
+def _prepare(x, window: WindowSize, mode: str, over: str) -> tuple[jax.Array, Geometry]:
     x = windows.check_input(x)
-    return x, windows.tile(x.shape, window)
+    return x, windows.geometry(x.shape, window, mode, over)
 
 
 def _compute_dtype(dtype) -> jnp.dtype:
@@ -73,93 +118,167 @@ def _compute_dtype(dtype) -> jnp.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _blocked(tiling: Tiling, x: jax.Array) -> jax.Array:
-    return tiling.blocks(x).astype(_compute_dtype(x.dtype))
+def _blocked(geometry: Geometry, x: jax.Array) -> jax.Array:
+    return geometry.view(x).astype(_compute_dtype(x.dtype))
 
 
-def _output(tiling: Tiling, y: jax.Array, dtype) -> jax.Array:
-    return tiling.unblock(y.astype(dtype))
+def _output(geometry: Geometry, y: jax.Array, dtype) -> jax.Array:
+    return geometry.unview(y.astype(dtype))
 
 
-def _with_vjp(forward, backward):
-    """`f(x, tiling, a)` computed by `forward(x, tiling, a) -> (y, residuals)`, with
-    `backward(tiling, a, residuals, g) -> (dx,)` as its VJP; `tiling` and the
-    parameter `a` are static."""
+class _Activation:
+    """One activation's custom VJPs, from `forward(x, geometry, a) -> (y, residuals)`,
+    `backward(geometry, a, residuals, g) -> (dx,)` and
+    `influence_terms(geometry, a, residuals, g)`, the per-element terms of the
+    influence cotangent (`g_i * dy_i/da_i`, in the view's layout).
 
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-    def activation(x, tiling: Tiling, a):
-        return forward(x, tiling, a)[0]
-
-    activation.defvjp(forward, backward)
-    return activation
-
-
-def _sum_where(tiling: Tiling, values: jax.Array, present: jax.Array) -> jax.Array:
-    """Window sums of `values`, which must be zero wherever `present` is False.
-
-    The sum is reduced together with the count of `present` elements and kept only
-    where that count is positive, which changes nothing (a window with no present
-    element sums zeros) but makes the reduction a two-output one. XLA:CPU emits
-    those in its own fused loops, one pass over memory, whereas it hands one-output
-    sums to YNNPACK, whose fusions here materialise full-size broadcasts: NeLU's
-    forward+backward measured 1.99x ReLU's with a plain sum and 1.43x with this, in
-    one process (docs/benchmarks.md). On GPU the count is free: the pass is
-    memory-bound.
+    Two entry points share the formulas: `static` takes a Python float `a` as a
+    static argument (the round-1 path: XLA sees a constant, and the default
+    arguments compute exactly what they always did); `dynamic` takes `a` as an
+    array of shape `()` or `(C,)`, possibly traced, and returns its cotangent too,
+    so the influence can be learned.
     """
-    total, count = tiling.reduce((windows.SUM, values), (windows.SUM, present))
+
+    def __init__(self, forward, backward, influence_terms):
+        @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+        def static(x, geometry: Geometry, a: float):
+            return forward(x, geometry, a)[0]
+
+        static.defvjp(forward, backward)
+
+        @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+        def dynamic(x, geometry: Geometry, a: jax.Array):
+            return forward(x, geometry, geometry.param(a))[0]
+
+        def dynamic_fwd(x, geometry, a):
+            y, residuals = forward(x, geometry, geometry.param(a))
+            return y, (residuals, a)
+
+        def dynamic_bwd(geometry, saved, g):
+            residuals, a = saved
+            laid_out = geometry.param(a)
+            (dx,) = backward(geometry, laid_out, residuals, g)
+            terms = geometry.unview(influence_terms(geometry, laid_out, residuals, g))
+            axes = tuple(range(terms.ndim)) if a.ndim == 0 else tuple(range(terms.ndim - 1))
+            return dx, jnp.sum(terms, axis=axes).astype(a.dtype)
+
+        dynamic.defvjp(dynamic_fwd, dynamic_bwd)
+        self.static, self.dynamic = static, dynamic
+
+    def __call__(self, x: jax.Array, geometry: Geometry, influence) -> jax.Array:
+        a = check_influence(influence, channels=x.shape[-1])
+        working = x.reshape(geometry.shape)
+        if isinstance(a, float):
+            y = self.static(working, geometry, a)
+        else:
+            y = self.dynamic(working, geometry, jnp.asarray(a, _compute_dtype(x.dtype)))
+        return y.reshape(x.shape)
+
+
+def _sum_where(geometry: Geometry, values: jax.Array, present: jax.Array, transposed: bool = False) -> jax.Array:
+    """Window sums of `values`, which must be zero wherever `present` is False
+    (`transposed`: summed over every window an element belongs to).
+
+    For tiles, the sum is reduced together with the count of `present` elements and
+    kept only where that count is positive, which changes nothing (a window with no
+    present element sums zeros) but makes the reduction a two-output one. XLA:CPU
+    emits those in its own fused loops, one pass over memory, whereas it hands
+    one-output sums to YNNPACK, whose fusions here materialise full-size broadcasts:
+    NeLU's forward+backward measured 1.99x ReLU's with a plain sum and 1.43x with
+    this, in one process (docs/benchmarks.md). On GPU the count is free: the pass is
+    memory-bound. Neighbourhood sums are loops of shifted slices and need no count.
+    """
+    if isinstance(geometry, Neighbourhood):
+        return geometry.reduce((windows.SUM, values), transposed=transposed)[0]
+    total, count = geometry.reduce((windows.SUM, values), (windows.SUM, present))
     return jnp.where(count > 0, total, 0)
 
 
+def _spread_back(geometry: Geometry, values: jax.Array, present: jax.Array, a, weight=1.0) -> jax.Array:
+    """`sum_{i : j in W(i)} a_i * weight_i * values_i` for every element `j`: the
+    backward pass of a window sum whose result element `i` scales by `a_i * weight_i`.
+
+    `values` must be zero wherever `present` is False. For tiles `weight` is constant
+    per window and so is `a`, unless `a` is per channel and the window runs along
+    the channels: factors constant per window are applied after the sum.
+    """
+    if isinstance(geometry, Neighbourhood):
+        return _sum_where(geometry, a * weight * values, present, transposed=True)
+    if jnp.ndim(a) > 0 and geometry.windows_channels:
+        return weight * _sum_where(geometry, a * values, present)
+    return a * weight * _sum_where(geometry, values, present)
+
+
 # --------------------------------------------------------------------------- NeLU
-# y = relu(w + a*neg); dy_i/dx_j = [y_i > 0] (delta_ij + a [x_j < 0]).
+# y = relu(w + a*neg); dy_i/dx_j = [y_i > 0] (delta_ij + a_i [x_j < 0] [j in W(i)]).
 # Residuals: x and the window sums `neg`; the backward pass recomputes the masks.
 
 
-def _negative_sums(tiling, xb):
-    return _sum_where(tiling, jnp.minimum(xb, 0), xb < 0)
+
+def _negative_sums(geometry, xb):
+    return _sum_where(geometry, jnp.minimum(xb, 0), xb < 0)
 
 
-def _drain_backward(tiling, a, xb, gb, live, share=1.0):
-    """`dx_j = [live_j] g_j + a * share * [x_j < 0] * sum_i([live_i] g_i)`.
+def _drain_backward(geometry, a, xb, gb, live, share=1.0):
+    """`dx_j = [live_j] g_j + [x_j < 0] * sum_{i: j in W(i)} a_i share_i [live_i] g_i`.
 
     The backward pass of every activation whose negatives are drained into live
     elements (NeLU, passive NeLU, inhibitor v2): one reduction, one element-wise pass.
     """
-    back = _sum_where(tiling, jnp.where(live, gb, 0), live)
-    return jnp.where(live, gb, jnp.where(xb < 0, a * share * back, 0))
+    back = _spread_back(geometry, jnp.where(live, gb, 0), live, a, share)
+    return jnp.where(live, gb, jnp.where(xb < 0, back, 0))
 
 
-def _nelu_fwd(x, tiling, a):
-    xb = _blocked(tiling, x)
-    neg = _negative_sums(tiling, xb)
+def _nelu_fwd(x, geometry, a):
+    xb = _blocked(geometry, x)
+    neg = _negative_sums(geometry, xb)
     y = jnp.maximum(xb + a * neg, 0)
-    return _output(tiling, y, x.dtype), (x, neg)
+    return _output(geometry, y, x.dtype), (x, neg)
 
 
-def _nelu_bwd(tiling, a, residuals, g):
+def _nelu_bwd(geometry, a, residuals, g):
     x, neg = residuals
-    xb = _blocked(tiling, x)
-    dx = _drain_backward(tiling, a, xb, _blocked(tiling, g), live=xb + a * neg > 0)
-    return (_output(tiling, dx, x.dtype),)
+    xb = _blocked(geometry, x)
+    dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=xb + a * neg > 0)
+    return (_output(geometry, dx, x.dtype),)
 
 
-_nelu = _with_vjp(_nelu_fwd, _nelu_bwd)
+def _nelu_influence(geometry, a, residuals, g):
+    x, neg = residuals
+    xb = _blocked(geometry, x)
+    return jnp.where(xb + a * neg > 0, _blocked(geometry, g) * neg, 0)
 
 
-def nelu(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
+_nelu = _Activation(_nelu_fwd, _nelu_bwd, _nelu_influence)
+
+
+def nelu(
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
+) -> jax.Array:
     r"""Negative-linear-unit: each value drained by a share of its window's negatives.
 
     .. math::  y = \mathrm{relu}(w + a \cdot \mathrm{neg}), \quad
                \mathrm{neg} = \textstyle\sum_{v \in W} \min(v, 0)
 
     Negative inputs receive gradient whenever a neighbour fires:
-    `dy_i/dx_j = [y_i > 0] (delta_ij + a [x_j < 0])` within a window.
+    `dy_i/dx_j = [y_i > 0] (delta_ij + a [x_j < 0])` within a window, and
+    `dy_i/da = [y_i > 0] neg`.
 
     Args:
       x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
       window: window size, an int for every spatial axis or a tuple with one entry
-        per spatial axis.
-      influence: `a`, the share of the negative mass drained, in [0, 1].
+        per spatial axis (an int for `over="channels"`).
+      influence: `a`, the share of the negative mass drained, in [0, 1]: a scalar
+        or a `(C,)` array (one per channel, C the last axis), differentiable.
+      mode: `"tiled"` (non-overlapping blocks) or `"centered"` (every element's own
+        neighbourhood `N(i)`, offsets `-(k-1)//2 ... k//2`, clipped at borders).
+      over: `"spatial"` (windows over the spatial axes, per channel) or
+        `"channels"` (runs of `window` consecutive channels at each position).
 
     Returns:
       An array of `x`'s shape and dtype.
@@ -168,12 +287,21 @@ def nelu(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFL
       >>> import jax.numpy as jnp, winact_jax as wa
       >>> wa.nelu(jnp.array([[2.0, -1.0, 1.0, -3.0]]), window=4, influence=0.125)
       Array([[1.5, 0. , 0.5, 0. ]], dtype=float32)
+      >>> wa.nelu(jnp.array([[2.0, -1.0, 1.0, -3.0]]), window=3, influence=0.5, mode="centered")
+      Array([[1.5, 0. , 0. , 0. ]], dtype=float32)
     """
-    x, tiling = _prepare(x, window)
-    return _nelu(x, tiling, check_influence(influence))
+    x, geometry = _prepare(x, window, mode, over)
+    return _nelu(x, geometry, influence)
 
 
-def inhibitor(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
+def inhibitor(
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
+) -> jax.Array:
     r"""Inhibitor: negatives inhibit the positives of their window.
 
     .. math::  y = \mathrm{relu}(w - a \min(w, 0) + a \cdot \mathrm{neg})
@@ -183,94 +311,118 @@ def inhibitor(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT
     `nelu` and kept under its own name because the seed's tables report both.
 
     Args:
-      x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
-      window: window size (int or per-spatial-axis tuple).
-      influence: `a`, in [0, 1].
+      x, window, influence, mode, over: as for `nelu`.
 
     Example:
       >>> import jax.numpy as jnp, winact_jax as wa
       >>> wa.inhibitor(jnp.array([[2.0, -1.0, 1.0, -3.0]]), window=4, influence=0.125)
       Array([[1.5, 0. , 0.5, 0. ]], dtype=float32)
     """
-    return nelu(x, window=window, influence=influence)
+    return nelu(x, window=window, influence=influence, mode=mode, over=over)
 
 
 # --------------------------------------------------------------------------- passive NeLU
 # y = [w > 0] (w + a*neg): the drained value passes even when it turned negative.
 
 
-def _pnelu_fwd(x, tiling, a):
-    xb = _blocked(tiling, x)
-    neg = _negative_sums(tiling, xb)
+def _pnelu_fwd(x, geometry, a):
+    xb = _blocked(geometry, x)
+    neg = _negative_sums(geometry, xb)
     y = jnp.where(xb > 0, xb + a * neg, 0)
-    return _output(tiling, y, x.dtype), (x,)
+    return _output(geometry, y, x.dtype), (x,)
 
 
-def _pnelu_bwd(tiling, a, residuals, g):
+def _pnelu_bwd(geometry, a, residuals, g):
     (x,) = residuals
-    xb = _blocked(tiling, x)
-    dx = _drain_backward(tiling, a, xb, _blocked(tiling, g), live=xb > 0)
-    return (_output(tiling, dx, x.dtype),)
+    xb = _blocked(geometry, x)
+    dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=xb > 0)
+    return (_output(geometry, dx, x.dtype),)
 
 
-_pnelu = _with_vjp(_pnelu_fwd, _pnelu_bwd)
+def _pnelu_influence(geometry, a, residuals, g):
+    # `neg` is not a residual (the x-gradient does not need it): recomputed here.
+    (x,) = residuals
+    xb = _blocked(geometry, x)
+    return jnp.where(xb > 0, _blocked(geometry, g) * _negative_sums(geometry, xb), 0)
 
 
-def pnelu(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
+_pnelu = _Activation(_pnelu_fwd, _pnelu_bwd, _pnelu_influence)
+
+
+def pnelu(
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
+) -> jax.Array:
     r"""Passive NeLU: every positive input passes, drained, even if the drain made it negative.
 
     .. math::  y = \begin{cases} w + a \cdot \mathrm{neg} & w > 0 \\ 0 & \text{otherwise} \end{cases}
 
     Args:
-      x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
-      window: window size (int or per-spatial-axis tuple).
-      influence: `a`, in [0, 1].
+      x, window, influence, mode, over: as for `nelu`.
 
     Example:
       >>> import jax.numpy as jnp, winact_jax as wa
       >>> wa.pnelu(jnp.array([[2.0, -1.0, 0.25, -3.0]]), window=4, influence=0.1)
       Array([[ 1.6 ,  0.  , -0.15,  0.  ]], dtype=float32)
     """
-    x, tiling = _prepare(x, window)
-    return _pnelu(x, tiling, check_influence(influence))
+    x, geometry = _prepare(x, window, mode, over)
+    return _pnelu(x, geometry, influence)
 
 
 # --------------------------------------------------------------------------- excitator
 # y = relu(w - a*relu(w) + a*pos): every element gains a share of the window's positives.
 
 
-def _positive_sums(tiling, xb):
-    return _sum_where(tiling, jnp.maximum(xb, 0), xb > 0)
+def _positive_sums(geometry, xb):
+    return _sum_where(geometry, jnp.maximum(xb, 0), xb > 0)
 
 
 def _excitator_pre(xb, pos, a):
     return xb - a * jnp.maximum(xb, 0) + a * pos
 
 
-def _excitator_fwd(x, tiling, a):
-    xb = _blocked(tiling, x)
-    pos = _positive_sums(tiling, xb)
+def _excitator_fwd(x, geometry, a):
+    xb = _blocked(geometry, x)
+    pos = _positive_sums(geometry, xb)
     y = jnp.maximum(_excitator_pre(xb, pos, a), 0)
-    return _output(tiling, y, x.dtype), (x, pos)
+    return _output(geometry, y, x.dtype), (x, pos)
 
 
-def _excitator_bwd(tiling, a, residuals, g):
+def _excitator_bwd(geometry, a, residuals, g):
     # dz_i/dx_j = delta_ij (1 - a [x_i > 0]) + a [x_j > 0]: every live element's
     # gradient flows back to every positive (donor) element of its window.
     x, pos = residuals
-    xb = _blocked(tiling, x)
-    gb = _blocked(tiling, g)
+    xb = _blocked(geometry, x)
+    gb = _blocked(geometry, g)
     live = _excitator_pre(xb, pos, a) > 0
-    back = _sum_where(tiling, jnp.where(live, gb, 0), live)
+    back = _spread_back(geometry, jnp.where(live, gb, 0), live, a)
     own = jnp.where(live, jnp.where(xb > 0, (1 - a) * gb, gb), 0)
-    dx = jnp.where(xb > 0, own + a * back, own)
-    return (_output(tiling, dx, x.dtype),)
+    dx = jnp.where(xb > 0, own + back, own)
+    return (_output(geometry, dx, x.dtype),)
 
 
-_excitator = _with_vjp(_excitator_fwd, _excitator_bwd)
+def _excitator_influence(geometry, a, residuals, g):
+    x, pos = residuals
+    xb = _blocked(geometry, x)
+    live = _excitator_pre(xb, pos, a) > 0
+    return jnp.where(live, _blocked(geometry, g) * (pos - jnp.maximum(xb, 0)), 0)
 
 
-def excitator(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
+_excitator = _Activation(_excitator_fwd, _excitator_bwd, _excitator_influence)
+
+
+def excitator(
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
+) -> jax.Array:
     r"""Excitator: a fraction of the window's positive mass is added to every element.
 
     .. math::  y = \mathrm{relu}(w - a\,\mathrm{relu}(w) + a \cdot \mathrm{pos}), \quad
@@ -279,17 +431,15 @@ def excitator(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT
     Weak negatives next to strong positives can fire.
 
     Args:
-      x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
-      window: window size (int or per-spatial-axis tuple).
-      influence: `a`, in [0, 1].
+      x, window, influence, mode, over: as for `nelu`.
 
     Example:
       >>> import jax.numpy as jnp, winact_jax as wa
       >>> wa.excitator(jnp.array([[2.0, -0.1, 0.5, -3.0]]), window=4, influence=0.1)
       Array([[2.05, 0.15, 0.7 , 0.  ]], dtype=float32)
     """
-    x, tiling = _prepare(x, window)
-    return _excitator(x, tiling, check_influence(influence))
+    x, geometry = _prepare(x, window, mode, over)
+    return _excitator(x, geometry, influence)
 
 
 # --------------------------------------------------------------------------- excitator v2
@@ -297,44 +447,58 @@ def excitator(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT
 # n_np non-positive elements of the window.
 
 
-def _equal_shares(tiling, mass, receivers):
+def _equal_shares(geometry, mass, receivers):
     """Each window's `mass` split equally among its `receivers` (at least 1), and
     `1 / max(1, number of receivers)`, from one pass."""
-    total, count = tiling.reduce((windows.SUM, mass), (windows.SUM, receivers))
+    total, count = geometry.reduce((windows.SUM, mass), (windows.SUM, receivers))
     inv_receivers = 1 / jnp.maximum(count, 1)
     return total * inv_receivers, inv_receivers
 
 
-def _excitator_v2_stats(xb, tiling):
-    return _equal_shares(tiling, jnp.maximum(xb, 0), xb <= 0)
+def _excitator_v2_stats(xb, geometry):
+    return _equal_shares(geometry, jnp.maximum(xb, 0), xb <= 0)
 
 
-def _excitator_v2_fwd(x, tiling, a):
-    xb = _blocked(tiling, x)
-    share, inv_receivers = _excitator_v2_stats(xb, tiling)
+def _excitator_v2_fwd(x, geometry, a):
+    xb = _blocked(geometry, x)
+    share, inv_receivers = _excitator_v2_stats(xb, geometry)
     y = jnp.where(xb > 0, (1 - a) * xb, jnp.maximum(xb + a * share, 0))
-    return _output(tiling, y, x.dtype), (x, share, inv_receivers)
+    return _output(geometry, y, x.dtype), (x, share, inv_receivers)
 
 
-def _excitator_v2_bwd(tiling, a, residuals, g):
+def _excitator_v2_bwd(geometry, a, residuals, g):
     # Donors (w > 0) pass (1 - a) of their gradient and receive a / n_np of every
     # live receiver's; live receivers (w <= 0 lifted above 0) pass theirs.
     x, share, inv_receivers = residuals
-    xb = _blocked(tiling, x)
-    gb = _blocked(tiling, g)
+    xb = _blocked(geometry, x)
+    gb = _blocked(geometry, g)
     lifted = xb + a * share > 0
     live_receiver = (xb <= 0) & lifted
-    back = _sum_where(tiling, jnp.where(live_receiver, gb, 0), live_receiver)
+    back = _spread_back(geometry, jnp.where(live_receiver, gb, 0), live_receiver, a, inv_receivers)
     # Written without `live_receiver` so XLA does not share (and store) the
     # masked gradient between the reduction and this pass.
-    dx = jnp.where(xb > 0, (1 - a) * gb + a * inv_receivers * back, jnp.where(lifted, gb, 0))
-    return (_output(tiling, dx, x.dtype),)
+    dx = jnp.where(xb > 0, (1 - a) * gb + back, jnp.where(lifted, gb, 0))
+    return (_output(geometry, dx, x.dtype),)
 
 
-_excitator_v2 = _with_vjp(_excitator_v2_fwd, _excitator_v2_bwd)
+def _excitator_v2_influence(geometry, a, residuals, g):
+    x, share, _ = residuals
+    xb = _blocked(geometry, x)
+    gb = _blocked(geometry, g)
+    return jnp.where(xb > 0, -xb * gb, jnp.where(xb + a * share > 0, share * gb, 0))
 
 
-def excitator_v2(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
+_excitator_v2 = _Activation(_excitator_v2_fwd, _excitator_v2_bwd, _excitator_v2_influence)
+
+
+def excitator_v2(
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
+) -> jax.Array:
     r"""Excitator v2: positives give up a fraction `a` of themselves, split equally among the rest.
 
     .. math::  y = \begin{cases} (1 - a)\, w & w > 0 \\
@@ -344,50 +508,61 @@ def excitator_v2(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFA
     where `n_np` counts the window's elements `<= 0`.
 
     Args:
-      x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
-      window: window size (int or per-spatial-axis tuple).
-      influence: `a`, in [0, 1].
+      x, window, influence, mode, over: as for `nelu`.
 
     Example:
       >>> import jax.numpy as jnp, winact_jax as wa
       >>> wa.excitator_v2(jnp.array([[2.0, -0.1, 2.0, -3.0]]), window=4, influence=0.5)
       Array([[1. , 0.9, 1. , 0. ]], dtype=float32)
     """
-    x, tiling = _prepare(x, window)
-    return _excitator_v2(x, tiling, check_influence(influence))
+    x, geometry = _prepare(x, window, mode, over)
+    return _excitator_v2(x, geometry, influence)
 
 
 # --------------------------------------------------------------------------- inhibitor v2
 # Non-negatives are drained by an equal share of a*neg: a*neg / max(1, n_nn).
 
 
-def _inhibitor_v2_stats(xb, tiling):
-    return _equal_shares(tiling, jnp.minimum(xb, 0), xb >= 0)
+def _inhibitor_v2_stats(xb, geometry):
+    return _equal_shares(geometry, jnp.minimum(xb, 0), xb >= 0)
 
 
 def _inhibitor_v2_live(xb, share, a):
     return (xb >= 0) & (xb + a * share > 0)
 
 
-def _inhibitor_v2_fwd(x, tiling, a):
-    xb = _blocked(tiling, x)
-    share, inv_receivers = _inhibitor_v2_stats(xb, tiling)
+def _inhibitor_v2_fwd(x, geometry, a):
+    xb = _blocked(geometry, x)
+    share, inv_receivers = _inhibitor_v2_stats(xb, geometry)
     y = jnp.where(_inhibitor_v2_live(xb, share, a), xb + a * share, 0)
-    return _output(tiling, y, x.dtype), (x, share, inv_receivers)
+    return _output(geometry, y, x.dtype), (x, share, inv_receivers)
 
 
-def _inhibitor_v2_bwd(tiling, a, residuals, g):
+def _inhibitor_v2_bwd(geometry, a, residuals, g):
     x, share, inv_receivers = residuals
-    xb = _blocked(tiling, x)
+    xb = _blocked(geometry, x)
     live = _inhibitor_v2_live(xb, share, a)
-    dx = _drain_backward(tiling, a, xb, _blocked(tiling, g), live=live, share=inv_receivers)
-    return (_output(tiling, dx, x.dtype),)
+    dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=live, share=inv_receivers)
+    return (_output(geometry, dx, x.dtype),)
 
 
-_inhibitor_v2 = _with_vjp(_inhibitor_v2_fwd, _inhibitor_v2_bwd)
+def _inhibitor_v2_influence(geometry, a, residuals, g):
+    x, share, _ = residuals
+    xb = _blocked(geometry, x)
+    return jnp.where(_inhibitor_v2_live(xb, share, a), _blocked(geometry, g) * share, 0)
 
 
-def inhibitor_v2(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFAULT_INFLUENCE) -> jax.Array:
+_inhibitor_v2 = _Activation(_inhibitor_v2_fwd, _inhibitor_v2_bwd, _inhibitor_v2_influence)
+
+
+def inhibitor_v2(
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
+) -> jax.Array:
     r"""Inhibitor v2: the window's negative mass, split equally among its non-negative elements.
 
     .. math::  y = \begin{cases}
@@ -399,17 +574,15 @@ def inhibitor_v2(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFA
     paper describes, mirroring `excitator_v2`.)
 
     Args:
-      x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
-      window: window size (int or per-spatial-axis tuple).
-      influence: `a`, in [0, 1].
+      x, window, influence, mode, over: as for `nelu`.
 
     Example:
       >>> import jax.numpy as jnp, winact_jax as wa
       >>> wa.inhibitor_v2(jnp.array([[2.0, -1.0, 0.5, -3.0]]), window=4, influence=0.5)
       Array([[1., 0., 0., 0.]], dtype=float32)
     """
-    x, tiling = _prepare(x, window)
-    return _inhibitor_v2(x, tiling, check_influence(influence))
+    x, geometry = _prepare(x, window, mode, over)
+    return _inhibitor_v2(x, geometry, influence)
 
 
 # --------------------------------------------------------------------------- selections
@@ -419,15 +592,34 @@ def inhibitor_v2(x, window: WindowSize = DEFAULT_WINDOW, influence: float = DEFA
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _select(x, tiling: Tiling, rule: str, t: float):
-    return _select_fwd(x, tiling, rule, t)[0]
+def _select(x, geometry: Geometry, rule: str, t: float):
+    return _select_fwd(x, geometry, rule, t)[0]
 
 
-def _window_stats(xb, tiling, rule):
+def _neighbourhood_softmax_sums(xb, geometry: Neighbourhood, m):
+    """`sum_{j in N(i)} exp(x_j - m_i)`, `m_i` the max of `N(i)`.
+
+    Not a box sum of one fixed array (each term depends on `i` through `m_i`), so
+    it is summed over the `prod(k)` shifted copies of `x`: exact (every term is at
+    most 1, the sum between 1 and `|N(i)|`, so |x| up to float32's range neither
+    overflows nor loses the kept elements) at `prod(k)` exponentials per element,
+    which is cheap for the small windows centered activations use (9 for 3x3) and
+    grows with the window's volume.
+    """
+    total = None
+    for shifted in geometry.neighbours(xb, -jnp.inf):
+        term = jnp.exp(shifted - m)
+        total = term if total is None else total + term
+    return total
+
+
+def _window_stats(xb, geometry, rule):
     if rule != "softmax":
-        return tiling.reduce((windows.MAX, xb))
-    (m,) = tiling.reduce((windows.MAX, xb))
-    (total,) = tiling.reduce((windows.SUM, jnp.exp(xb - m)))
+        return geometry.reduce((windows.MAX, xb))
+    (m,) = geometry.reduce((windows.MAX, xb))
+    if isinstance(geometry, Neighbourhood):
+        return m, _neighbourhood_softmax_sums(xb, geometry, m)
+    (total,) = geometry.reduce((windows.SUM, jnp.exp(xb - m)))
     return m, total
 
 
@@ -440,37 +632,48 @@ def _kept(xb, stats, rule, t):
     return keep & (xb > 0) if rule == "max_relu" else keep
 
 
-def _select_fwd(x, tiling, rule, t):
+def _select_fwd(x, geometry, rule, t):
     # Comparisons against the window max are exact in x's own dtype; the softmax is
     # taken in float32 (or float64).
-    xb = tiling.blocks(x)
-    stats = _window_stats(xb.astype(_compute_dtype(x.dtype)) if rule == "softmax" else xb, tiling, rule)
+    xb = geometry.view(x)
+    stats = _window_stats(xb.astype(_compute_dtype(x.dtype)) if rule == "softmax" else xb, geometry, rule)
     y = jnp.where(_kept(xb.astype(stats[0].dtype), stats, rule, t), xb, 0)
-    return tiling.unblock(y), (x, stats)
+    return geometry.unview(y), (x, stats)
 
 
-def _select_bwd(tiling, rule, t, residuals, g):
+def _select_bwd(geometry, rule, t, residuals, g):
     x, stats = residuals
-    xb = tiling.blocks(x).astype(stats[0].dtype)
-    dx = jnp.where(_kept(xb, stats, rule, t), tiling.blocks(g), 0)
-    return (tiling.unblock(dx),)
+    xb = geometry.view(x).astype(stats[0].dtype)
+    dx = jnp.where(_kept(xb, stats, rule, t), geometry.view(g), 0)
+    return (geometry.unview(dx),)
 
 
 _select.defvjp(_select_fwd, _select_bwd)
 
 
+def _selection(x, geometry, rule, t):
+    return _select(x.reshape(geometry.shape), geometry, rule, t).reshape(x.shape)
+
+
 def softmax_threshold(
-    x, window: WindowSize = DEFAULT_WINDOW, threshold: float = DEFAULT_THRESHOLD
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
 ) -> jax.Array:
     r"""Softmax threshold: keeps the elements that carry at least `t` of their window's softmax.
 
     .. math::  y = \begin{cases} w & \mathrm{softmax}(W)_w \ge t \\ 0 & \text{otherwise} \end{cases}
 
-    The softmax is over the whole window (the seed took it along rows only).
+    The softmax is over the whole window (the seed took it along rows only). With
+    `mode="centered"`, `x_i` is kept iff `exp(x_i) / sum_{j in N(i)} exp(x_j) >= t`,
+    computed against the neighbourhood's max (exact and finite for any finite
+    float32 input, at `prod(window)` exponentials per element).
 
     Args:
-      x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
-      window: window size (int or per-spatial-axis tuple).
+      x, window, mode, over: as for `nelu`.
       threshold: `t`, in (0, 1].
 
     Example:
@@ -478,36 +681,51 @@ def softmax_threshold(
       >>> wa.softmax_threshold(jnp.array([[2.0, -1.0, 1.5, -3.0]]), window=4, threshold=0.25)
       Array([[2. , 0. , 1.5, 0. ]], dtype=float32)
     """
-    x, tiling = _prepare(x, window)
-    return _select(x, tiling, "softmax", check_threshold(threshold))
+    x, geometry = _prepare(x, window, mode, over)
+    return _selection(x, geometry, "softmax", check_threshold(threshold))
 
 
-def max(x, window: WindowSize = DEFAULT_WINDOW) -> jax.Array:  # noqa: A001 - the spec's name
+def max(  # noqa: A001 - the spec's name
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
+) -> jax.Array:
     r"""Window max: keeps each window's maximum (every one of them on ties), zeroes the rest.
 
     .. math::  y = \begin{cases} w & w = \max W \\ 0 & \text{otherwise} \end{cases}
 
+    With `mode="centered"` it keeps the local maxima (non-maximum suppression); with
+    `over="channels"` it is local winner-take-all (LWTA) among groups of channels.
+
     Args:
-      x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
-      window: window size (int or per-spatial-axis tuple).
+      x, window, mode, over: as for `nelu`.
 
     Example:
       >>> import jax.numpy as jnp, winact_jax as wa
       >>> wa.max(jnp.array([[-2.0, -1.0, -1.5, -3.0]]), window=4)
       Array([[ 0., -1.,  0.,  0.]], dtype=float32)
+      >>> wa.max(jnp.array([[[1.0, 3.0, 2.0, 0.5]]]), window=2, over="channels")
+      Array([[[0., 3., 2., 0.]]], dtype=float32)
     """
-    x, tiling = _prepare(x, window)
-    return _select(x, tiling, "max", 0.0)
+    x, geometry = _prepare(x, window, mode, over)
+    return _selection(x, geometry, "max", 0.0)
 
 
-def max_relu(x, window: WindowSize = DEFAULT_WINDOW) -> jax.Array:
+def max_relu(
+    x,
+    window: WindowSize = DEFAULT_WINDOW,
+    *,
+    mode: str = windows.DEFAULT_MODE,
+    over: str = windows.DEFAULT_OVER,
+) -> jax.Array:
     r"""Window max-ReLU: keeps each window's maximum where it is positive.
 
     .. math::  y = \begin{cases} w & w = \max W \text{ and } w > 0 \\ 0 & \text{otherwise} \end{cases}
 
     Args:
-      x: floating array, `(batch, features)` or `(batch, *spatial, channels)`.
-      window: window size (int or per-spatial-axis tuple).
+      x, window, mode, over: as for `nelu`.
 
     Example:
       >>> import jax.numpy as jnp, winact_jax as wa
@@ -515,5 +733,5 @@ def max_relu(x, window: WindowSize = DEFAULT_WINDOW) -> jax.Array:
       Array([[0., 0., 0., 0.],
              [0., 2., 2., 0.]], dtype=float32)
     """
-    x, tiling = _prepare(x, window)
-    return _select(x, tiling, "max_relu", 0.0)
+    x, geometry = _prepare(x, window, mode, over)
+    return _selection(x, geometry, "max_relu", 0.0)

@@ -1,7 +1,20 @@
-"""Non-overlapping windows over the spatial axes of channels-last arrays.
+"""The geometry of windows: tiled blocks or centered neighbourhoods, over the
+spatial axes or over the channels of channels-last arrays.
 
 A window activation needs, for every element, a statistic of the window the element
-lies in. This module owns that geometry so the activations only describe arithmetic:
+lies in. This module owns that geometry so the activations only describe arithmetic.
+`geometry(shape, window, mode=..., over=...)` returns one of two objects with the
+same interface (`view`, `unview`, `reduce`, `param`):
+
+* `Tiling` (`mode="tiled"`): non-overlapping blocks, one statistic per block;
+* `Neighbourhood` (`mode="centered"`): every element's own window, offsets
+  `-(k-1)//2 ... k//2` per axis clipped at the borders, one statistic per element.
+
+`over="channels"` is a reshape: the input is viewed as `(positions, channels)`, a
+dense input whose windows run along the channels, and either geometry applies to
+that working shape (`geometry(...).shape`).
+
+Tiles:
 
 * `tile(shape, window)` checks the window against an input shape and returns a
   `Tiling`;
@@ -22,6 +35,8 @@ reshapes and no padding is made.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import numbers
 from typing import Union
 
@@ -33,6 +48,15 @@ WindowSize = Union[int, tuple[int, ...]]
 
 SUM = "sum"
 MAX = "max"
+
+TILED = "tiled"
+CENTERED = "centered"
+MODES = (TILED, CENTERED)
+SPATIAL = "spatial"
+CHANNELS = "channels"
+OVERS = (SPATIAL, CHANNELS)
+DEFAULT_MODE = TILED
+DEFAULT_OVER = SPATIAL
 
 
 def _is_int(value) -> bool:
@@ -63,6 +87,25 @@ def check_window(window, rank: int | None = None) -> tuple[int, ...]:
     if any(w < 1 for w in sizes):
         raise ValueError(f"window must be {accepted}; got {window!r}")
     return sizes
+
+
+def _check_choice(name: str, value, accepted: tuple[str, ...]) -> str:
+    listed = " or ".join(repr(a) for a in accepted)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be {listed}; got {value!r} ({type(value).__name__})")
+    if value not in accepted:
+        raise ValueError(f"{name} must be {listed}; got {value!r}")
+    return value
+
+
+def check_mode(mode) -> str:
+    """Returns `mode` if it is `"tiled"` or `"centered"`, or raises naming it."""
+    return _check_choice("mode", mode, MODES)
+
+
+def check_over(over) -> str:
+    """Returns `over` if it is `"spatial"` or `"channels"`, or raises naming it."""
+    return _check_choice("over", over, OVERS)
 
 
 def check_input(x) -> jax.Array:
@@ -139,6 +182,30 @@ class Tiling:
             x = jnp.pad(x, pads)
         return x.reshape(self._blocked_shape)
 
+    def view(self, x: jax.Array) -> jax.Array:
+        """The working view of the geometry interface: `blocks`."""
+        return self.blocks(x)
+
+    def unview(self, y: jax.Array) -> jax.Array:
+        """Inverse of `view`: `unblock`."""
+        return self.unblock(y)
+
+    @property
+    def windows_channels(self) -> bool:
+        """True when the windowed axis is the channel axis a per-channel parameter
+        varies along (dense inputs, and `over="channels"`): then such a parameter is
+        not constant within a window."""
+        return len(self.shape) == 2
+
+    def param(self, p: jax.Array) -> jax.Array:
+        """A per-channel parameter (shape `()` or `(C,)`, C the last axis of `shape`)
+        laid out to broadcast against `view(x)`."""
+        if jnp.ndim(p) == 0:
+            return p
+        if not self.windows_channels:
+            return p  # the blocked view keeps channels last
+        return Tiling(shape=(1, self.shape[1]), sizes=self.sizes).blocks(p[None, :])
+
     def unblock(self, y: jax.Array) -> jax.Array:
         """Inverse of `blocks`: drops the padding and restores the input's shape."""
         channels_last = self._channels_last
@@ -165,8 +232,11 @@ class Tiling:
             mask = mask & position.reshape(shape)
         return mask
 
-    def reduce(self, *terms: tuple[str, jax.Array]) -> tuple[jax.Array, ...]:
+    def reduce(self, *terms: tuple[str, jax.Array], transposed: bool = False) -> tuple[jax.Array, ...]:
         """Reduces each `(op, values)` term over every window, all in one pass.
+
+        `transposed` (the sum over every window an element belongs to, which a
+        backward pass needs) changes nothing here: a tile is its own transpose.
 
         `op` is `SUM` or `MAX`; `values` is a blocked array (see `blocks`). Sums are
         accumulated in at least float32. Padding takes each op's identity, so only a
@@ -210,3 +280,165 @@ def tile(shape: tuple[int, ...], window: WindowSize) -> Tiling:
     spatial = shape[1:-1] if rank > 2 else shape[1:]
     clamped = tuple(max(1, min(w, s)) for w, s in zip(sizes, spatial))
     return Tiling(shape=tuple(int(d) for d in shape), sizes=clamped)
+
+
+# --------------------------------------------------------------------------- centered
+
+
+def _shifted_sum(values: jax.Array, axis: int, before: int, after: int, op: str) -> jax.Array:
+    """Along `axis`: `out[i] = op over values[i - before ... i + after]`, clipped to
+    the axis (padding takes `op`'s identity).
+
+    Written as a sum (or max) of `before + after + 1` shifted slices of one padded
+    array, which XLA fuses into a single loop over the output.
+    """
+    if before == 0 and after == 0:
+        return values
+    size = values.shape[axis]
+    identity = 0 if op == SUM else -jnp.inf
+    pads = [(0, 0)] * values.ndim
+    pads[axis] = (before, after)
+    padded = jnp.pad(values, pads, constant_values=jnp.array(identity, values.dtype))
+    combine = jnp.add if op == SUM else jnp.maximum
+    out = None
+    for start in range(before + after + 1):
+        part = jax.lax.slice_in_dim(padded, start, start + size, axis=axis)
+        out = part if out is None else combine(out, part)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Neighbourhood:
+    """Centered windows of an input shape: element `i`'s window `N(i)` holds, along
+    spatial axis `d` with window `k_d`, the offsets `-(k_d-1)//2 ... k_d//2` from
+    `i` (XLA's `SAME` placement), clipped at the borders to real elements.
+
+    Dense `(batch, features)` inputs are viewed as `(batch, features, 1)`, as by
+    `Tiling`. Statistics are one per element (`reduce` returns full-size arrays):
+    sums and maxima over the neighbourhood are separable box reductions, one pass
+    of shifted slices per axis.
+    """
+
+    shape: tuple[int, ...]
+    """The input's shape."""
+    sizes: tuple[int, ...]
+    """Window size per spatial axis, as given (not clamped: the offsets are)."""
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        return self.shape[1:-1] if len(self.shape) > 2 else self.shape[1:]
+
+    @property
+    def offsets(self) -> tuple[tuple[int, int], ...]:
+        """Per spatial axis, `(before, after)`: `N(i)` runs from `i - before` to
+        `i + after`. Clamped to `size - 1`, which changes no neighbourhood (the
+        border clips them) but keeps the work bounded for windows larger than
+        their axis."""
+        return tuple(
+            (min((k - 1) // 2, s - 1), min(k // 2, s - 1)) for k, s in zip(self.sizes, self.spatial)
+        )
+
+    @property
+    def windows_channels(self) -> bool:
+        """True for dense inputs (and `over="channels"`): the windowed axis is the
+        axis a per-channel parameter varies along."""
+        return len(self.shape) == 2
+
+    @property
+    def _channels_last(self) -> tuple[int, ...]:
+        return self.shape if len(self.shape) > 2 else (*self.shape, 1)
+
+    def view(self, x: jax.Array) -> jax.Array:
+        """`x` as `(batch, *spatial, channels)` (a free reshape)."""
+        return x.reshape(self._channels_last)
+
+    def unview(self, y: jax.Array) -> jax.Array:
+        """Inverse of `view`."""
+        return y.reshape(self.shape)
+
+    def param(self, p: jax.Array) -> jax.Array:
+        """A per-channel parameter (shape `()` or `(C,)`, C the last axis of `shape`)
+        laid out to broadcast against `view(x)`."""
+        if jnp.ndim(p) == 0 or not self.windows_channels:
+            return p
+        return p.reshape(1, -1, 1)
+
+    def count(self) -> np.ndarray:
+        """`|N(i)|` for every position, broadcastable against `view(x)` (a NumPy
+        constant, in closed form)."""
+        count = np.ones((1,) * len(self._channels_last), dtype=np.int64)
+        for d, (s, (before, after)) in enumerate(zip(self.spatial, self.offsets)):
+            i = np.arange(s)
+            per_axis = np.minimum(i + after, s - 1) - np.maximum(i - before, 0) + 1
+            shape = [1] * len(self._channels_last)
+            shape[1 + d] = s
+            count = count * per_axis.reshape(shape)
+        return count
+
+    def reduce(self, *terms: tuple[str, jax.Array], transposed: bool = False) -> tuple[jax.Array, ...]:
+        """Reduces each `(op, values)` term over every element's neighbourhood.
+
+        `op` is `SUM` or `MAX`; `values` is a viewed array (see `view`). Sums are
+        accumulated in at least float32. With `transposed=True`, element `j`
+        receives the reduction over every `i` whose neighbourhood holds `j`
+        (`{i : j in N(i)}`: the offsets mirrored), which is what the backward pass
+        of a neighbourhood sum needs. Returns one full-size array per term.
+        """
+        results = []
+        for op, values in terms:
+            if op == SUM:
+                values = values.astype(jnp.promote_types(values.dtype, jnp.float32))
+            elif op != MAX:
+                raise ValueError(f"op must be {SUM!r} or {MAX!r}; got {op!r}")
+            for d, (before, after) in enumerate(self.offsets):
+                if transposed:
+                    before, after = after, before
+                values = _shifted_sum(values, 1 + d, before, after, op)
+            results.append(values)
+        return tuple(results)
+
+    def neighbours(self, values: jax.Array, fill) -> list[jax.Array]:
+        """For every offset `delta` of a neighbourhood, the array `v[i + delta]`
+        (`fill` where `i + delta` is outside the input): `prod(k_d)` full-size
+        arrays, for statistics that are not a box reduction of one fixed array
+        (the centered softmax, whose terms depend on both `i` and `j`)."""
+        pads = [(0, 0)] + [(before, after) for before, after in self.offsets] + [(0, 0)]
+        padded = jnp.pad(values, pads, constant_values=jnp.array(fill, values.dtype))
+        shifted = []
+        for starts in itertools.product(*(range(b + a + 1) for b, a in self.offsets)):
+            index = (slice(None), *(slice(st, st + s) for st, s in zip(starts, self.spatial)), slice(None))
+            shifted.append(padded[index])
+        return shifted
+
+
+def neighbourhood(shape: tuple[int, ...], window: WindowSize) -> Neighbourhood:
+    """Checks `window` against an input of `shape` and returns its `Neighbourhood`."""
+    sizes = check_window(window, len(shape))
+    return Neighbourhood(shape=tuple(int(d) for d in shape), sizes=sizes)
+
+
+Geometry = Union[Tiling, Neighbourhood]
+
+
+def working_shape(shape: tuple[int, ...], over: str = DEFAULT_OVER) -> tuple[int, ...]:
+    """The shape the geometry works on: `shape` itself, or for `over="channels"`
+    `(positions, channels)` (every batch element and spatial position a row)."""
+    if check_over(over) == CHANNELS and len(shape) > 2:
+        return (math.prod(shape[:-1]), shape[-1])
+    return tuple(shape)
+
+
+def geometry(
+    shape: tuple[int, ...], window: WindowSize, mode: str = DEFAULT_MODE, over: str = DEFAULT_OVER
+) -> Geometry:
+    """Checks every argument and returns the `Tiling` or `Neighbourhood` of an input
+    of `shape`, built on its working shape (`working_shape`): an input must be
+    reshaped to `.shape` before `view` and back after `unview`."""
+    mode, over = check_mode(mode), check_over(over)
+    if over == CHANNELS and not _is_int(window):
+        raise TypeError(
+            f"window must be an int >= 1 when over='channels' (a run of consecutive "
+            f"channels); got {window!r}"
+        )
+    shape = working_shape(shape, over)
+    return tile(shape, window) if mode == TILED else neighbourhood(shape, window)
