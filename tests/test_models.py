@@ -78,6 +78,13 @@ class FirstCallThenReLU:
 # Activation sites: ResNet-38 has a stem and 18 blocks of two; the seed's backbone a
 # stem and five modules; LeNet two convolutions and two hidden linear layers.
 SITES = {"resnet38": 1 + 2 * 18, "seed_backbone": 1 + 5, "lenet": 4}
+# The activation layer of each model's first site.
+FIRST_SITE = {"resnet38": ("stem_act",), "seed_backbone": ("stem_act",), "lenet": ("conv1_act",)}
+
+
+def activation_layers(model):
+    """`{path: layer}` of every activation layer of `model`, one per nonlinearity."""
+    return {path: m for path, m in nnx.iter_modules(model) if isinstance(m, models.ActivationLayer)}
 
 
 # ---------------------------------------------------------------- shapes
@@ -234,11 +241,13 @@ def test_placement_stem_leaves_every_other_site_relu(name):
     chex.assert_trees_all_close(stem_only(x), reference(x), rtol=1e-5, atol=1e-5)
     assert not np.allclose(stem_only(x), everywhere(x), rtol=1e-3, atol=1e-3)
 
-    # And the modules say so.
-    for path, module in nnx.iter_modules(stem_only):
-        if hasattr(module, "act"):
-            assert module.act is wa.relu, path
-    assert stem_only.stem_act == wa.get("excitator")
+    # And the layers say so: one per site, each its own instance.
+    layers = activation_layers(stem_only)
+    assert len(layers) == SITES[name]
+    assert len({id(layer) for layer in layers.values()}) == SITES[name]
+    for path, layer in layers.items():
+        expected = wa.get("excitator") if path == FIRST_SITE[name] else wa.relu
+        assert isinstance(layer, models.Stateless) and layer.function == expected, path
 
 
 def test_bad_placement():
@@ -253,14 +262,15 @@ def test_act_by_name_with_params():
     model = nnx.eval_shape(
         lambda: models.create("resnet38", NUM_CLASSES, "nelu", act_params={"window": 2, "influence": 0.5}, rngs=nnx.Rngs(0))
     )
-    assert model.stem_act == wa.get("nelu", window=2, influence=0.5)
-    assert model.blocks[-1].act == wa.get("nelu", window=2, influence=0.5)
+    assert model.stem_act.function == wa.get("nelu", window=2, influence=0.5)
+    assert model.blocks[-1].act1.function == wa.get("nelu", window=2, influence=0.5)
+    assert model.blocks[-1].act2.function == wa.get("nelu", window=2, influence=0.5)
 
 
 def test_shared_act_params_are_filtered_per_activation():
     flags = {"window": 4, "influence": 0.1, "threshold": 0.3}
     model = nnx.eval_shape(lambda: models.create("resnet38", NUM_CLASSES, "relu", act_params=flags, rngs=nnx.Rngs(0)))
-    assert model.stem_act == wa.get("relu")
+    assert model.stem_act.function == wa.get("relu")
     assert models.resolve("softmax_relu", flags) == wa.get("softmax_threshold", window=4, threshold=0.3)
     assert models.resolve("max", flags) == wa.get("max", window=4)
     # A parameter no activation shares still reaches `get`, which rejects it.
@@ -273,7 +283,7 @@ def test_shared_act_params_are_filtered_per_activation():
 def test_act_callable_used_as_is():
     act = lambda x: jax.nn.relu(x)  # noqa: E731
     model = nnx.eval_shape(lambda: models.create("seed_backbone", NUM_CLASSES, act, rngs=nnx.Rngs(0)))
-    assert model.stem_act is act and model.residuals[0].act is act
+    assert model.stem_act.function is act and model.residuals[0].act.function is act
     with pytest.raises(TypeError, match="act_params"):
         models.create("seed_backbone", NUM_CLASSES, act, act_params={"window": 2}, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="unknown activation 'relu6'.*nelu"):
@@ -286,7 +296,7 @@ def test_act_callable_used_as_is():
 
 
 def test_names():
-    assert models.names() == ("resnet20", "resnet38", "resnet56", "seed_backbone", "lenet")
+    assert models.names() == ("resnet20", "resnet38", "resnet56", "seed_backbone", "lenet", "stl_net")
 
 
 def test_unknown_model_lists_known_names():

@@ -16,8 +16,11 @@ Models, one per module:
 * `LeNet` (`lenet.py`): the activation-comparison seed's CIFAR-10 LeNet.
 
 Each takes `act` (a callable, or a name resolved by `winact_jax.get` with
-`act_params`) and `placement` (`"all"`, or `"stem"`: `act` at the first nonlinearity
-only, ReLU elsewhere); see `activation.py`. `python -m winact_jax.models` prints every
+`act_params`; `"prelu"` and `"frelu"` are layers with learned parameters),
+`placement` (`"all"`, or `"stem"`: `act` at the first nonlinearity only, ReLU
+elsewhere) and `learn_influence` (a learned per-channel influence); every
+nonlinearity is its own layer (see `activation.py`), and `activation_statistics`
+measures them on a batch (see `statistics.py`). `python -m winact_jax.models` prints every
 model's size. Importing this package never imports TensorFlow.
 """
 
@@ -29,11 +32,29 @@ from typing import Callable
 
 from flax import nnx
 
-from winact_jax.models.activation import PLACEMENTS, ActivationLike, activations, resolve
+from winact_jax.models.activation import (
+    PLACEMENTS,
+    ActivationLayer,
+    ActivationLike,
+    FReLU,
+    LearnableInfluence,
+    PReLU,
+    Stateless,
+    activations,
+    layer_factory,
+    resolve,
+)
 from winact_jax.models.layers import NORMALIZATIONS
 from winact_jax.models.lenet import LeNet
 from winact_jax.models.resnet import ResNet
 from winact_jax.models.seed_backbone import SeedBackbone
+from winact_jax.models.statistics import (
+    activation_statistics,
+    flatten_statistics,
+    learned_influences,
+    statistics_from_state,
+)
+from winact_jax.models.stl_net import StlNet
 
 _MODELS: dict[str, Callable[..., nnx.Module]] = {
     "resnet20": functools.partial(ResNet, depth=20),
@@ -41,6 +62,7 @@ _MODELS: dict[str, Callable[..., nnx.Module]] = {
     "resnet56": functools.partial(ResNet, depth=56),
     "seed_backbone": SeedBackbone,
     "lenet": LeNet,
+    "stl_net": StlNet,
 }
 
 
@@ -105,11 +127,21 @@ def create(
 __all__ = [
     "NORMALIZATIONS",
     "PLACEMENTS",
+    "ActivationLayer",
+    "FReLU",
     "LeNet",
+    "LearnableInfluence",
+    "PReLU",
     "ResNet",
     "SeedBackbone",
+    "Stateless",
+    "activation_statistics",
     "activations",
     "create",
+    "flatten_statistics",
+    "layer_factory",
+    "learned_influences",
     "names",
     "resolve",
+    "statistics_from_state",
 ]

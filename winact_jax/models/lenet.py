@@ -73,6 +73,7 @@ class LeNet(nnx.Module):
         in_channels: int = 3,
         placement: str = "all",
         act_params: Mapping[str, Any] | None = None,
+        learn_influence: bool = False,
         dtype: Dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -85,13 +86,17 @@ class LeNet(nnx.Module):
           placement: `"all"` (default) or `"stem"`: `act` after the first
             convolution only, ReLU elsewhere.
           act_params: parameters of a named `act`, e.g. `{"window": 2}`.
+          learn_influence: learn a per-channel influence at every `act` layer
+            (a window activation that takes one; see `activation.py`).
           dtype: compute dtype (e.g. `jnp.bfloat16`); parameters stay float32 and
             the logits are returned in float32.
           rngs: initialisation randomness.
         """
         self.image_size = _pair(image_size)
         height, width = feature_map_size(image_size)
-        acts = activations(act, placement, act_params)
+        acts = activations(
+            act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs
+        )
         layer = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
         # PyTorch's default init, as the seed ran.
@@ -106,8 +111,10 @@ class LeNet(nnx.Module):
         self.fc1 = nnx.Linear(flat, 120, **layer, **pytorch_default_init(flat))
         self.fc2 = nnx.Linear(120, 84, **layer, **pytorch_default_init(120))
         self.fc3 = nnx.Linear(84, num_classes, **layer, **pytorch_default_init(84))
-        self.stem_act = acts.stem
-        self.act = acts.body
+        self.conv1_act = acts.stem(6)
+        self.conv2_act = acts.body(16)
+        self.fc1_act = acts.body(120)
+        self.fc2_act = acts.body(84)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """`(batch, *image_size, in_channels)` -> float32 logits `(batch, num_classes)`."""
@@ -116,9 +123,9 @@ class LeNet(nnx.Module):
                 f"this LeNet was built for {self.image_size[0]}x{self.image_size[1]} inputs "
                 f"(image_size); got shape {tuple(x.shape)}"
             )
-        x = nnx.max_pool(self.stem_act(self.conv1(x)), (2, 2), strides=(2, 2))
-        x = nnx.max_pool(self.act(self.conv2(x)), (2, 2), strides=(2, 2))
+        x = nnx.max_pool(self.conv1_act(self.conv1(x)), (2, 2), strides=(2, 2))
+        x = nnx.max_pool(self.conv2_act(self.conv2(x)), (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
-        x = self.act(self.fc1(x))
-        x = self.act(self.fc2(x))
+        x = self.fc1_act(self.fc1(x))
+        x = self.fc2_act(self.fc2(x))
         return self.fc3(x).astype(jnp.float32)

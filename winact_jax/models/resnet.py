@@ -11,14 +11,14 @@ ResNet-56: 0.85M).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from winact_jax.models.activation import ActivationLike, activations
+from winact_jax.models.activation import ActivationLike, LayerFactory, activations
 from winact_jax.models.layers import (
     check_normalization,
     global_average_pool,
@@ -62,7 +62,8 @@ def identity_shortcut(x: jax.Array, out_features: int, stride: int) -> jax.Array
 class BasicBlock(nnx.Module):
     """Two 3x3 convolutions and an identity shortcut (He et al., figure 2, left).
 
-    `y = act(norm(conv(act(norm(conv(x))))) + shortcut(x))`.
+    `y = act2(norm(conv(act1(norm(conv(x))))) + shortcut(x))`, each `act` its own
+    layer (`act` builds them).
     """
 
     def __init__(
@@ -70,7 +71,7 @@ class BasicBlock(nnx.Module):
         in_features: int,
         out_features: int,
         stride: int,
-        act: Callable,
+        act: LayerFactory,
         *,
         normalization: str,
         dtype: Dtype,
@@ -82,14 +83,15 @@ class BasicBlock(nnx.Module):
         self.norm1 = normalization_layer(normalization, out_features, dtype=dtype, rngs=rngs)
         self.conv2 = conv3x3(out_features, out_features, 1, **layer)
         self.norm2 = normalization_layer(normalization, out_features, dtype=dtype, rngs=rngs)
-        self.act = act
+        self.act1 = act(out_features)
+        self.act2 = act(out_features)
         self.out_features = out_features
         self.stride = stride
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = self.act(self.norm1(self.conv1(x)))
+        y = self.act1(self.norm1(self.conv1(x)))
         y = self.norm2(self.conv2(y))
-        return self.act(y + identity_shortcut(x, self.out_features, self.stride))
+        return self.act2(y + identity_shortcut(x, self.out_features, self.stride))
 
 
 class ResNet(nnx.Module):
@@ -117,6 +119,7 @@ class ResNet(nnx.Module):
         normalization: str = "batch",
         placement: str = "all",
         act_params: Mapping[str, Any] | None = None,
+        learn_influence: bool = False,
         dtype: Dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -133,6 +136,8 @@ class ResNet(nnx.Module):
           placement: `"all"` (default) or `"stem"`: `act` after the stem only, ReLU
             elsewhere.
           act_params: parameters of a named `act`, e.g. `{"window": 4}`.
+          learn_influence: learn a per-channel influence at every `act` layer
+            (a window activation that takes one; see `activation.py`).
           dtype: compute dtype (e.g. `jnp.bfloat16`); parameters stay float32 and
             the logits are returned in float32.
           rngs: initialisation randomness.
@@ -149,13 +154,15 @@ class ResNet(nnx.Module):
             )
         check_normalization(normalization)
         blocks_per_stage = (depth - 2) // 6
-        acts = activations(act, placement, act_params)
+        acts = activations(
+            act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs
+        )
         # A convolution followed by batch norm needs no bias: the norm's shift is one.
         use_bias = normalization == "none"
 
         self.stem = conv3x3(in_channels, widths[0], 1, use_bias=use_bias, dtype=dtype, rngs=rngs)
         self.stem_norm = normalization_layer(normalization, widths[0], dtype=dtype, rngs=rngs)
-        self.stem_act = acts.stem
+        self.stem_act = acts.stem(widths[0])
         blocks = []
         in_features = widths[0]
         for stage, out_features in enumerate(widths):

@@ -8,14 +8,14 @@ max pool and a linear layer. The reported runs used no normalization.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Dtype
 
-from winact_jax.models.activation import ActivationLike, activations
+from winact_jax.models.activation import ActivationLike, LayerFactory, activations
 from winact_jax.models.layers import (
     global_max_pool,
     normalization_layer,
@@ -54,7 +54,7 @@ class ResidualModule(nnx.Module):
         self,
         channels: int,
         bottleneck: int,
-        act: Callable,
+        act: LayerFactory,
         *,
         normalization: str,
         dtype: Dtype,
@@ -63,7 +63,7 @@ class ResidualModule(nnx.Module):
         self.reduce = conv3x3(channels, bottleneck, dtype=dtype, rngs=rngs)
         self.expand = conv3x3(bottleneck, channels, dtype=dtype, rngs=rngs)
         self.norm = normalization_layer(normalization, channels, dtype=dtype, rngs=rngs)
-        self.act = act
+        self.act = act(channels)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x + self.act(self.norm(self.expand(self.reduce(x))))
@@ -93,6 +93,7 @@ class SeedBackbone(nnx.Module):
         normalization: str = "none",
         placement: str = "all",
         act_params: Mapping[str, Any] | None = None,
+        learn_influence: bool = False,
         dtype: Dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -106,17 +107,21 @@ class SeedBackbone(nnx.Module):
           placement: `"all"` (default) or `"stem"`: `act` after the stem only, ReLU
             elsewhere.
           act_params: parameters of a named `act`, e.g. `{"window": 4}`.
+          learn_influence: learn a per-channel influence at every `act` layer
+            (a window activation that takes one; see `activation.py`).
           dtype: compute dtype (e.g. `jnp.bfloat16`); parameters stay float32 and
             the logits are returned in float32.
           rngs: initialisation randomness.
         """
         channels = scaled_channels(CHANNELS, width)
         bottleneck = scaled_channels(BOTTLENECK, width)
-        acts = activations(act, placement, act_params)
+        acts = activations(
+            act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs
+        )
 
         self.stem = conv3x3(in_channels, channels, dtype=dtype, rngs=rngs)
         self.stem_norm = normalization_layer(normalization, channels, dtype=dtype, rngs=rngs)
-        self.stem_act = acts.stem
+        self.stem_act = acts.stem(channels)
         self.residuals = nnx.List(
             [
                 ResidualModule(
