@@ -27,6 +27,8 @@ ELEMENTWISE_NAMES = (
     "tanh",
     "sigmoid",
 )
+PARAMETRIC_NAMES = ("prelu", "frelu")
+WINDOW_OPTIONS = {"mode": "tiled", "over": "spatial"}  # docs/spec.md, round 2
 SPEC_ALIASES = {"passive_nelu": "pnelu", "softmax_relu": "softmax_threshold", "swish": "silu"}
 
 # =========================================================================== element-wise
@@ -135,11 +137,14 @@ def test_elementwise_keeps_low_precision_dtype(name):
 def test_names_all_and_by_kind():
     window = wa.names("window")
     elementwise = wa.names("elementwise")
+    parametric = wa.names("parametric")
     everything = wa.names()
     assert set(window) == set(WINDOW_NAMES) and len(window) == 9
     assert set(elementwise) == set(ELEMENTWISE_NAMES) and len(elementwise) == 11
-    assert set(everything) == set(WINDOW_NAMES) | set(ELEMENTWISE_NAMES)
-    assert len(everything) == len(set(everything)) == 20
+    assert parametric == PARAMETRIC_NAMES
+    assert set(everything) == set(WINDOW_NAMES) | set(ELEMENTWISE_NAMES) | set(PARAMETRIC_NAMES)
+    assert len(everything) == len(set(everything)) == 22
+    assert all(wa.kind(n) == "parametric" for n in PARAMETRIC_NAMES)
     assert not set(SPEC_ALIASES) & set(everything)  # aliases are not registered names
 
 
@@ -174,13 +179,13 @@ def test_window_aliases_compute_the_same(alias):
 
 @pytest.mark.parametrize("name", ref.INFLUENCE_NAMES)
 def test_parameters_influence_activations(name):
-    assert wa.parameters(name) == {"window": 4, "influence": 0.1}
+    assert wa.parameters(name) == {"window": 4, "influence": 0.1, **WINDOW_OPTIONS}
 
 
 def test_parameters_selections_and_elementwise():
-    assert wa.parameters("softmax_threshold") == {"window": 4, "threshold": 0.25}
-    assert wa.parameters("max") == {"window": 4}
-    assert wa.parameters("max_relu") == {"window": 4}
+    assert wa.parameters("softmax_threshold") == {"window": 4, "threshold": 0.25, **WINDOW_OPTIONS}
+    assert wa.parameters("max") == {"window": 4, **WINDOW_OPTIONS}
+    assert wa.parameters("max_relu") == {"window": 4, **WINDOW_OPTIONS}
     assert wa.parameters("gelu")["approximate"] is False
     assert wa.parameters("relu") == {}
     for name in ELEMENTWISE_NAMES:
@@ -275,3 +280,72 @@ def test_get_bad_parameter_values(name, params, error, value):
         wa.get(name, **params)(x)
     msg = str(excinfo.value)
     assert param in msg and value in msg, msg
+
+
+# =========================================================================== round 2
+
+
+def test_parameters_parametric():
+    assert wa.parameters("prelu") == {"slope": 0.25}
+    assert wa.parameters("frelu") == {}  # its arrays have no default: `get` cannot bind them
+
+
+def test_get_frelu_raises_pointing_to_the_function_and_layer():
+    with pytest.raises(ValueError) as excinfo:
+        wa.get("frelu")
+    msg = str(excinfo.value)
+    assert "frelu" in msg and "kernel" in msg and "FReLU" in msg, msg
+
+
+def test_get_prelu_binds_scalar_and_per_channel_slopes():
+    x = jnp.asarray([[-2.0, 3.0, -1.0]])
+    np.testing.assert_array_equal(np.asarray(wa.get("prelu")(x)), [[-0.5, 3.0, -0.25]])
+    per_channel = wa.get("prelu", slope=np.array([0.5, 0.0, 1.0]))
+    assert per_channel == wa.get("prelu", slope=[0.5, 0.0, 1.0])  # arrays bound as tuples: hashable
+    assert hash(per_channel) == hash(wa.get("prelu", slope=(0.5, 0.0, 1.0)))
+    np.testing.assert_array_equal(np.asarray(per_channel(x)), [[-1.0, 3.0, -1.0]])
+
+
+@pytest.mark.parametrize("name", WINDOW_NAMES)
+def test_get_binds_mode_and_over(name):
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 5, 6, 4)).astype(np.float32))
+    params = ref.params_for(name, influence=0.35, threshold=0.1)
+    act = wa.get(name, window=3, mode="centered", over="channels", **params)
+    assert dict(act.params)["mode"] == "centered" and dict(act.params)["over"] == "channels"
+    expected = getattr(wa, name)(x, window=3, mode="centered", over="channels", **params)
+    np.testing.assert_array_equal(np.asarray(act(x)), np.asarray(expected))
+
+
+def test_get_binds_per_channel_influence():
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(1, 4, 4, 3)).astype(np.float32))
+    influence = np.array([0.0, 0.5, 1.0])
+    act = wa.get("nelu", window=2, influence=influence)
+    assert dict(act.params)["influence"] == (0.0, 0.5, 1.0)
+    np.testing.assert_array_equal(np.asarray(act(x)), np.asarray(wa.nelu(x, window=2, influence=influence)))
+    with pytest.raises(ValueError) as excinfo:
+        wa.get("nelu", influence=[0.1, 1.5])
+    assert "influence" in str(excinfo.value) and "1.5" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "params,error,parts",
+    [
+        ({"mode": "center"}, ValueError, ["mode", "'center'", "'tiled'", "'centered'"]),
+        ({"mode": None}, TypeError, ["mode", "None", "'tiled'", "'centered'"]),
+        ({"over": "channel"}, ValueError, ["over", "'channel'", "'spatial'", "'channels'"]),
+        ({"over": 1}, TypeError, ["over", "1", "'spatial'", "'channels'"]),
+        ({"over": "channels", "window": (2, 2)}, TypeError, ["window", "(2, 2)", "int", "channels"]),
+    ],
+)
+def test_get_validates_mode_and_over(params, error, parts):
+    with pytest.raises(error) as excinfo:
+        wa.get("nelu", **params)
+    msg = str(excinfo.value)
+    for part in parts:
+        assert part in msg, f"{part!r} not in {msg!r}"
+
+
+def test_exports():
+    for name in ("prelu", "frelu", "Neighbourhood", "Tiling", "MODES", "OVERS"):
+        assert name in wa.__all__ and hasattr(wa, name), name
+    assert wa.MODES == ("tiled", "centered") and wa.OVERS == ("spatial", "channels")

@@ -4,7 +4,12 @@
     y = wa.nelu(x, window=4, influence=0.1)      # every activation is a pure function
     act = wa.get("excitator", window=4)          # a callable x -> y with bound parameters
     wa.names()                                   # every registered name
-    wa.names("window"), wa.names("elementwise")
+    wa.names("window"), wa.names("elementwise"), wa.names("parametric")
+
+    y = wa.nelu(x, window=3, mode="centered")    # every element's own 3x3 neighbourhood
+    y = wa.max(x, window=4, over="channels")     # local winner-take-all over channel groups
+    y = wa.nelu(x, influence=jnp.full((C,), 0.1))  # per-channel, differentiable influence
+    y = wa.prelu(x, slope), wa.frelu(x, kernel, scale, bias)
 
 The specification of every activation is in `window_activations.py`'s docstrings;
 the geometry of windows in `windows.py`. Models are in `winact_jax.models`, data in
@@ -25,6 +30,7 @@ from winact_jax.elementwise import (
     softplus,
     tanh,
 )
+from winact_jax.parametric import frelu, prelu
 from winact_jax.registry import ALIASES, Activation, canonical_name, get, kind, names, parameters
 from winact_jax.window_activations import (
     excitator,
@@ -37,6 +43,7 @@ from winact_jax.window_activations import (
     pnelu,
     softmax_threshold,
 )
+from winact_jax.windows import MODES, OVERS, Neighbourhood, Tiling
 
 passive_nelu = pnelu
 softmax_relu = softmax_threshold
@@ -46,10 +53,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALIASES",
+    "MODES",
+    "OVERS",
     "Activation",
+    "Neighbourhood",
+    "Tiling",
     "canonical_name",
     "celu",
     "elu",
+    "frelu",
     "excitator",
     "excitator_v2",
     "gelu",
@@ -66,6 +78,7 @@ __all__ = [
     "parameters",
     "passive_nelu",
     "pnelu",
+    "prelu",
     "relu",
     "selu",
     "sigmoid",
