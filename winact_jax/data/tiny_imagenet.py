@@ -29,8 +29,9 @@ import zipfile
 
 import tensorflow_datasets as tfds
 
-ARCHIVE_NAME = "tiny-imagenet-200.zip"
-DOWNLOAD_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+from winact_jax.data.tfds_datasets import SOURCE_FILES
+
+ARCHIVE_NAME, DOWNLOAD_URL = SOURCE_FILES["tiny_imagenet"]
 IMAGE_SIZE = 64
 
 
