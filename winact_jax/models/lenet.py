@@ -9,7 +9,6 @@ after every layer but the last.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Mapping
 
 import jax
@@ -19,12 +18,9 @@ from flax.typing import Dtype
 
 from winact_jax.models.activation import ActivationLike, activations
 from winact_jax.models.layers import pytorch_default_init
+from winact_jax.windows import _is_int
 
 KERNEL = 5
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _pair(size) -> tuple[int, int]:
