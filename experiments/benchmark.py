@@ -189,13 +189,13 @@ class TrainingBench:
         from winact_jax.data import epoch_batches, eval_batches, put_on_device
         from winact_jax.sharding import make_mesh, replicate
         from winact_jax.train import TrainConfig, steps
-        from winact_jax.train.optim import make_optimizer
+        from winact_jax.train.optim import make_optimizer, make_schedule
         from winact_jax.train.state import create_model, create_train_state
 
         config = TrainConfig(act=act, model=model, batch_size=batch_size, width=width, workdir="unused")
         dataset = synthetic_dataset(image_size, batch_size * num_batches, num_classes)
         self.mesh = make_mesh()
-        tx = make_optimizer(config, num_batches)
+        tx = make_optimizer(config, make_schedule(config, num_batches))
         model_def, state = create_train_state(create_model(config, num_classes, (image_size, image_size)), tx)
         self.state = replicate(state, self.mesh)
         self.train = put_on_device(dataset.train, self.mesh)

@@ -7,7 +7,8 @@ Every run directory under RUNS_DIR (one with a `config.json`, as
 
 * `<dataset>.md` and `<dataset>.csv`: test accuracy per activation as mean +- std
   over seeds (sample std; a single run has none), the number of completed runs, the
-  number of diverged ("null") runs, those that have not finished, and the seed
+  number of diverged ("null": a non-finite loss or a loss explosion) runs, those
+  that have not finished (or are running), and the seed
   paper's number beside ours where it reported one. The mean is over completed
   runs: a diverged run is counted, not averaged, so the table says how often an
   activation fails instead of hiding it (the seed studies dropped such runs
@@ -35,75 +36,18 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from winact_jax.train.outcomes import Status
+from winact_jax.train.run_dir import RunRecord, find_runs
+
 REFERENCE_DIR = Path(__file__).parent / "reference"
 
 # Settings that may vary inside one dataset's table; rows are split by those that do.
-ROW_SETTINGS = ("model", "window", "influence", "threshold", "placement", "learning_rate", "batch_size",
-                "optimizer", "schedule", "augment", "precision", "normalization", "width", "epochs")
+ROW_SETTINGS = ("model", "window", "influence", "threshold", "window_mode", "window_over", "learn_influence",
+                "placement", "learning_rate", "batch_size", "optimizer", "schedule", "augment", "precision",
+                "normalization", "width", "epochs", "label_noise")
 
-
-@dataclasses.dataclass
-class Run:
-    """What a run directory says about one training run."""
-
-    path: Path
-    config: dict
-    summary: dict | None
-    metrics: list[dict]
-
-    @property
-    def dataset(self) -> str:
-        return self.config.get("dataset", "?")
-
-    @property
-    def activation(self) -> str:
-        return self.config.get("act", self.config.get("activation", "?"))
-
-    @property
-    def status(self) -> str:
-        return self.summary.get("status", "unknown") if self.summary else "unfinished"
-
-    @property
-    def test_accuracy(self) -> float | None:
-        value = self.summary.get("test_accuracy") if self.summary else None
-        return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by a crash; the rest still counts
-    # A resumed run may have re-run epochs: the last record of an epoch wins.
-    by_epoch = {row.get("epoch"): row for row in rows}
-    return [by_epoch[e] for e in sorted(k for k in by_epoch if k is not None)]
-
-
-def find_runs(root: str | os.PathLike) -> list[Run]:
-    """Every run directory below `root` (those holding a `config.json`), sorted by path."""
-    runs = []
-    for config_path in sorted(Path(root).rglob("config.json")):
-        directory = config_path.parent
-        config = _read_json(config_path) or {}
-        config = config.get("config", config)  # the settings, wherever the file nests them
-        runs.append(
-            Run(directory, config, _read_json(directory / "summary.json"), _read_metrics(directory / "metrics.jsonl"))
-        )
-    return runs
+# One run directory, read once (`winact_jax.train.run_dir` owns the layout).
+Run = RunRecord
 
 
 def reference_accuracy() -> dict[tuple[str, str], float]:
@@ -139,29 +83,34 @@ class Row:
 
 
 def _setting_label(run: Run, varying: Sequence[str]) -> str:
-    parts = [f"{key}={run.config.get(key)}" for key in varying]
+    # Only the settings that apply to this run (a window for nelu, none for relu).
+    parts = [f"{key}={run.config[key]}" for key in varying if run.config.get(key) is not None]
     return f"{run.activation} ({', '.join(parts)})" if parts else run.activation
 
 
 def table_rows(runs: Iterable[Run]) -> list[Row]:
-    """Groups one dataset's runs into rows: one per activation and varying setting."""
+    """Groups one dataset's runs into rows: one per activation and varying setting
+    (a setting varies when the runs it applies to take more than one value)."""
     runs = list(runs)
-    varying = [k for k in ROW_SETTINGS if len({json.dumps(r.config.get(k)) for r in runs}) > 1]
+    varying = [
+        k for k in ROW_SETTINGS
+        if len({json.dumps(r.config[k]) for r in runs if r.config.get(k) is not None}) > 1
+    ]
     reference = reference_accuracy()
     groups: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         groups[_setting_label(run, varying)].append(run)
     rows = []
     for label, members in groups.items():
-        completed = [r.test_accuracy for r in members if r.status == "completed" and r.test_accuracy is not None]
+        completed = [r.test_accuracy for r in members if r.test_accuracy is not None]
         activation = members[0].activation
         rows.append(
             Row(
                 label=label,
                 activation=activation,
                 accuracies=completed,
-                diverged=sum(r.status == "diverged" for r in members),
-                unfinished=sum(r.status not in ("completed", "diverged") for r in members),
+                diverged=sum(r.status == Status.DIVERGED for r in members),
+                unfinished=sum(not r.finished for r in members),
                 paper=reference.get((activation, members[0].dataset)),
                 runs=members,
             )
@@ -278,9 +227,9 @@ def plot_test_accuracy(path: Path, dataset: str, rows: Sequence[Row]) -> bool:
     return True
 
 
-def write_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
-    """Writes every dataset's table and plots to `out_dir`; returns the files written."""
-    runs = find_runs(runs_dir)
+def write_report(runs: Sequence[Run], out_dir: str | os.PathLike) -> list[Path]:
+    """Writes every dataset's table and plots of `runs` (`find_runs(RUNS_DIR)`) to
+    `out_dir`; returns the files written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     by_dataset: dict[str, list[Run]] = defaultdict(list)
@@ -313,8 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(args.runs_dir).is_dir():
         parser.error(f"RUNS_DIR {args.runs_dir!r} is not a directory")
     out_dir = args.out or os.path.join(args.runs_dir, "report")
-    written = write_report(args.runs_dir, out_dir)
     runs = find_runs(args.runs_dir)
+    written = write_report(runs, out_dir)
     for path in written:
         if path.suffix == ".md":
             print(path.read_text())

@@ -6,11 +6,12 @@
     python -m experiments.sweep --preset paper-window-sweep --dry-run  # list the runs
 
 Every run trains in its own directory under --runs-dir through the same code as
-`python -m experiments.train`. Finished runs (status "completed" or "diverged") are
-skipped; interrupted or never-finished ones resume from their last checkpoint, so
-re-running a sweep after a crash or Ctrl-C picks up where it stopped. `--shard i/n`
-takes runs i, i+n, i+2n, ... (0 <= i < n) of the grid, so n processes, GPUs or
-machines split one sweep without talking to each other. Tables and plots:
+`python -m experiments.train`, with the same defaults (`TrainConfig`'s) for what
+the grid leaves open. Finished runs (completed or diverged) are skipped;
+interrupted, failed or never-finished ones resume from their last checkpoint, so
+re-running a sweep after a crash or Ctrl-C picks up where it stopped. `--shard
+i/n` takes runs i, i+n, i+2n, ... (0 <= i < n) of the grid, so n processes, GPUs
+or machines split one sweep without talking to each other. Tables and plots:
 `python -m experiments.report RUNS_DIR`.
 
 Parameters only vary for the activations that take them: relu in a window sweep
@@ -21,52 +22,64 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import itertools
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import winact_jax as wa
+from experiments.cli import PAPER_TABLE1_ACTS, activation_list, comma_list
+from winact_jax.train.outcomes import ExitCode, Status
+from winact_jax.train.run_dir import FINISHED, run_status
 
-FINISHED = ("completed", "diverged")
-
-# The ten activations of the seed paper's Table 1, in its order.
-PAPER_TABLE1_ACTS = (
-    "relu", "leaky_relu", "gelu", "max", "max_relu", "softmax_threshold", "nelu", "pnelu", "inhibitor", "excitator",
-)
 PAPER_DATASETS = ("tiny_imagenet", "caltech101", "cifar100")
 SEEDS = (0, 1, 2)
+
+# The swept settings besides dataset, activation and seed: (Grid field, TrainConfig
+# field, its short name in run directory names).
+AXES = (
+    ("windows", "window", "w"),
+    ("influences", "influence", "i"),
+    ("thresholds", "threshold", "t"),
+    ("window_modes", "window_mode", "m"),
+    ("window_overs", "window_over", "o"),
+    ("learn_influences", "learn_influence", "li"),
+    ("learning_rates", "learning_rate", "lr"),
+    ("batch_sizes", "batch_size", "b"),
+    ("label_noises", "label_noise", "n"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """A product of settings; `settings` holds the fixed `TrainConfig` fields."""
+    """A product of settings. An empty axis is `TrainConfig`'s default; `settings`
+    holds the fixed `TrainConfig` fields."""
 
     acts: tuple[str, ...]
     datasets: tuple[str, ...]
     seeds: tuple[int, ...] = SEEDS
-    windows: tuple[int, ...] = (4,)
-    influences: tuple[float, ...] = (0.1,)
-    thresholds: tuple[float, ...] = (0.25,)
-    learning_rates: tuple[float, ...] = (1e-4,)
-    batch_sizes: tuple[int, ...] = (64,)
+    windows: tuple[int, ...] = ()
+    influences: tuple[float, ...] = ()
+    thresholds: tuple[float, ...] = ()
+    window_modes: tuple[str, ...] = ()
+    window_overs: tuple[str, ...] = ()
+    learn_influences: tuple[bool, ...] = ()
+    learning_rates: tuple[float, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
+    label_noises: tuple[float, ...] = ()
     settings: tuple[tuple[str, Any], ...] = ()
 
     @property
     def named_axes(self) -> tuple[str, ...]:
-        """The swept settings that go into run directory names."""
-        axes = []
-        for field, short in (("windows", "w"), ("influences", "i"), ("thresholds", "t"),
-                             ("learning_rates", "lr"), ("batch_sizes", "b")):
-            if len(getattr(self, field)) > 1:
-                axes.append(short)
-        return tuple(axes)
+        """The TrainConfig fields this grid varies, which go into run directory names."""
+        return tuple(field for axis, field, _ in AXES if len(getattr(self, axis)) > 1)
 
 
 PRESETS: dict[str, tuple[Grid, ...]] = {
     # The paper's Table 1: SeedBackbone (no normalization), its ten activations and
     # three datasets, Adam 1e-4, batch 64, 50 epochs, window 4, influence 0.1,
-    # threshold 0.25, no augmentation; three seeds where the paper ran one.
+    # threshold 0.25, no augmentation (TrainConfig's defaults); three seeds where
+    # the paper ran one.
     "paper-table1": (
         Grid(acts=PAPER_TABLE1_ACTS, datasets=PAPER_DATASETS, settings=(("model", "seed_backbone"),)),
     ),
@@ -89,50 +102,47 @@ PRESETS: dict[str, tuple[Grid, ...]] = {
 }
 
 
+def _short(value) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
 def _run_name(config, grid: Grid) -> str:
     parts = [config.dataset, config.model, config.act]
-    values = {"w": config.window, "i": config.influence, "t": config.threshold, "lr": config.learning_rate,
-              "b": config.batch_size}
-    accepted = wa.parameters(config.act)
-    for axis in grid.named_axes:
-        parameter = {"w": "window", "i": "influence", "t": "threshold"}.get(axis)
-        if parameter is None or parameter in accepted:
-            parts.append(f"{axis}{values[axis]:g}")
+    for axis, field, short in AXES:
+        if field in grid.named_axes and getattr(config, field) is not None:
+            parts.append(f"{short}{_short(getattr(config, field))}")
     parts.append(f"s{config.seed}")
     return "-".join(parts)
 
 
 def expand(grids: Sequence[Grid], runs_dir: str | Path) -> list:
-    """The `TrainConfig` of every run in `grids`, without duplicates, in a fixed order."""
+    """The `TrainConfig` of every run in `grids`, without duplicates, in a fixed order.
+
+    Raises `ValueError` (`ConfigError`) for a setting no run can use.
+    """
     from winact_jax.train import TrainConfig
 
     configs, seen = [], set()
     for grid in grids:
         settings = dict(grid.settings)
-        for dataset in grid.datasets:
-            for act in grid.acts:
-                accepted = wa.parameters(act)
-                # A parameter the activation does not take keeps one (default) value.
-                windows = grid.windows if "window" in accepted else grid.windows[:1]
-                influences = grid.influences if "influence" in accepted else grid.influences[:1]
-                thresholds = grid.thresholds if "threshold" in accepted else grid.thresholds[:1]
-                for window in windows:
-                    for influence in influences:
-                        for threshold in thresholds:
-                            for lr in grid.learning_rates:
-                                for batch_size in grid.batch_sizes:
-                                    for seed in grid.seeds:
-                                        config = TrainConfig(
-                                            act=wa.canonical_name(act), dataset=dataset, seed=seed, window=window,
-                                            influence=influence, threshold=threshold, learning_rate=lr,
-                                            batch_size=batch_size, workdir="", **settings,
-                                        )
-                                        config = dataclasses.replace(
-                                            config, workdir=str(Path(runs_dir) / _run_name(config, grid))
-                                        )
-                                        if config.workdir not in seen:
-                                            seen.add(config.workdir)
-                                            configs.append(config)
+        for dataset, act in itertools.product(grid.datasets, grid.acts):
+            act = wa.canonical_name(act)
+            unused = TrainConfig(act=act, dataset=dataset, workdir="", **settings).not_applicable()
+            # An axis the activation does not take (or an empty one) keeps the default.
+            axes = [
+                (field, getattr(grid, axis) if field not in unused and getattr(grid, axis) else (None,))
+                for axis, field, _ in AXES
+            ]
+            fields = [field for field, _ in axes]
+            for *values, seed in itertools.product(*(values for _, values in axes), grid.seeds):
+                swept = {field: value for field, value in zip(fields, values) if value is not None}
+                config = TrainConfig(act=act, dataset=dataset, seed=seed, workdir="", **swept, **settings)
+                config = dataclasses.replace(config, workdir=str(Path(runs_dir) / _run_name(config, grid)))
+                if config.workdir not in seen:
+                    seen.add(config.workdir)
+                    configs.append(config)
     return configs
 
 
@@ -144,40 +154,30 @@ def take_shard(configs: Sequence, shard: tuple[int, int] | None) -> list:
     return list(configs[index::count])
 
 
-def run_status(workdir: str | Path) -> str:
-    """"completed", "diverged", "interrupted", "unfinished" (started, no summary) or "new"."""
-    summary_path = Path(workdir) / "summary.json"
-    if summary_path.exists():
-        try:
-            return json.loads(summary_path.read_text()).get("status", "unfinished")
-        except json.JSONDecodeError:
-            return "unfinished"
-    return "unfinished" if (Path(workdir) / "config.json").exists() else "new"
-
-
-def execute(configs: Sequence, *, resume_command: str | None = None) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def execute(configs: Sequence, *, resume_command: str | None = None) -> tuple[dict[Status, int], list[tuple[str, str]]]:
     """Trains `configs` in order, in this process; returns the count of each final
     status and the (workdir, error) of runs that failed to run at all.
 
     Stops at the first interrupted run (Ctrl-C, SIGTERM): its checkpoint is saved,
     and running the sweep again resumes it. A run that raises (a missing dataset,
-    a broken setting) is recorded and the sweep goes on with the next.
+    a busy workdir, a broken setting) is counted as failed and the sweep goes on
+    with the next.
     """
     import jax
     from tqdm.auto import tqdm
 
     from winact_jax.train import run
 
-    outcomes: dict[str, int] = {}
+    outcomes: dict[Status, int] = {}
     failures = []
     for config in tqdm(configs, desc="sweep", unit="run"):
         try:
-            status = run(config, resume_command=resume_command).get("status", "unknown")
+            status = run(config, resume_command=resume_command).status
         except Exception as error:  # noqa: BLE001 - one broken run must not stop the rest of the grid
-            status = "failed"
+            status = Status.FAILED
             failures.append((config.workdir, f"{type(error).__name__}: {error}"))
         outcomes[status] = outcomes.get(status, 0) + 1
-        if status == "interrupted":
+        if status == Status.INTERRUPTED:
             break
         jax.clear_caches()  # each run compiles its own model; keep memory flat over the grid
     return outcomes, failures
@@ -193,57 +193,45 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _list_of(convert, what: str):
-    def parse(text: str):
-        try:
-            values = tuple(convert(part) for part in text.split(",") if part.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
-        return values
-
-    return parse
-
-
-def _activations(text: str) -> tuple[str, ...]:
-    if text.strip() == "all":
-        return wa.names()
-    names = _list_of(str, "activation names")(text)
-    for name in names:
-        try:
-            wa.canonical_name(name.strip())
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    return tuple(name.strip() for name in names)
-
-
-def _datasets(text: str) -> tuple[str, ...]:
+def _dataset(text: str) -> str:
     from winact_jax.data import NAMES
 
-    names = _list_of(str, "dataset names")(text)
-    unknown = [n for n in names if n not in NAMES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown dataset {unknown[0]!r}; known: {', '.join(NAMES)}")
-    return names
+    if text not in NAMES:
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; known: {', '.join(NAMES)}")
+    return text
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+    return text.lower() in ("true", "1")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from winact_jax.train.config import describe_default
+
     parser = argparse.ArgumentParser(prog="python -m experiments.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a predefined grid (the grid flags below "
                         "then do not apply)")
-    parser.add_argument("--acts", type=_activations, help="comma-separated activations (or 'all')")
-    parser.add_argument("--datasets", type=_datasets, default=("digits",),
+    parser.add_argument("--acts", type=activation_list, help="comma-separated activations (or 'all')")
+    parser.add_argument("--datasets", type=comma_list(_dataset, "dataset names"), default=("digits",),
                         help="comma-separated datasets (default: digits)")
-    parser.add_argument("--seeds", type=_list_of(int, "integers"), default=SEEDS, help="default: 0,1,2")
-    parser.add_argument("--windows", type=_list_of(int, "integers"), default=(4,), help="default: 4")
-    parser.add_argument("--influences", type=_list_of(float, "numbers"), default=(0.1,), help="default: 0.1")
-    parser.add_argument("--thresholds", type=_list_of(float, "numbers"), default=(0.25,), help="default: 0.25")
-    parser.add_argument("--lrs", type=_list_of(float, "numbers"), default=(1e-4,), help="learning rates (default: 1e-4)")
-    parser.add_argument("--batch-sizes", type=_list_of(int, "integers"), default=(64,), help="default: 64")
-    parser.add_argument("--model", default="seed_backbone", help="model of every run (default: seed_backbone)")
-    parser.add_argument("--epochs", type=int, help="epochs of every run (default: the training default)")
+    parser.add_argument("--seeds", type=comma_list(int, "integers"), default=SEEDS,
+                        help=f"default: {','.join(map(str, SEEDS))}")
+
+    flags = {"learning_rates": "--lrs"}
+    kinds = {"windows": (int, "integers"), "influences": (float, "numbers"), "thresholds": (float, "numbers"),
+             "window_modes": (str, "window modes"), "window_overs": (str, "window axes"),
+             "learn_influences": (_boolean, "true/false values"), "learning_rates": (float, "learning rates"),
+             "batch_sizes": (int, "integers"), "label_noises": (float, "fractions")}
+    for axis, field, _ in AXES:
+        convert, what = kinds[axis]
+        parser.add_argument(flags.get(axis, "--" + axis.replace("_", "-")), dest=axis, type=comma_list(convert, what),
+                            default=(), help=f"comma-separated {what} (default: the training default, "
+                            f"{describe_default(field)})")
+    parser.add_argument("--model", help=f"model of every run (default: the training default, {describe_default('model')})")
+    parser.add_argument("--epochs", type=int, help=f"epochs of every run (default: the training default, {describe_default('epochs')})")
     parser.add_argument("--runs-dir", help="parent of the run directories (default: runs/<preset> or runs/sweep)")
     parser.add_argument("--shard", type=_parse_shard, help="i/n: run only runs i, i+n, ... (0 <= i < n)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status, train nothing")
@@ -255,10 +243,10 @@ def grids_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         return PRESETS[args.preset]
     if not args.acts:
         parser.error("give --preset or --acts")
-    settings = [("model", args.model)] + ([("epochs", args.epochs)] if args.epochs else [])
-    return (Grid(acts=args.acts, datasets=args.datasets, seeds=args.seeds, windows=args.windows,
-                 influences=args.influences, thresholds=args.thresholds, learning_rates=args.lrs,
-                 batch_sizes=args.batch_sizes, settings=tuple(settings)),)
+    settings = {"model": args.model, "epochs": args.epochs}
+    return (Grid(acts=args.acts, datasets=args.datasets, seeds=args.seeds,
+                 settings=tuple((k, v) for k, v in settings.items() if v is not None),
+                 **{axis: getattr(args, axis) for axis, _, _ in AXES}),)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_dir = Path(args.runs_dir or Path("runs") / (args.preset or "sweep"))
     try:
         configs = take_shard(expand(grids, runs_dir), args.shard)
-    except (ValueError, TypeError) as error:
+    except ValueError as error:  # TrainConfig's checks (ConfigError)
         parser.error(str(error))
 
     statuses = {c.workdir: run_status(c.workdir) for c in configs}
@@ -277,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(configs)} runs{shard} in {runs_dir}: {len(configs) - len(todo)} finished, {len(todo)} to run")
     if args.dry_run:
         for c in configs:
-            print(f"  {statuses[c.workdir]:<11} {c.workdir}")
+            status = statuses[c.workdir]
+            print(f"  {status.value if status else 'new':<11} {c.workdir}")
         return 0
 
     from winact_jax.backends import prefer_eigen_convolutions
@@ -285,15 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefer_eigen_convolutions()  # before JAX first uses a device
     command = " ".join(["python -m experiments.sweep", *(sys.argv[1:] if argv is None else argv)])
     outcomes, failures = execute(todo, resume_command=command)
-    if outcomes.get("interrupted"):
+    if outcomes.get(Status.INTERRUPTED):
         print("sweep interrupted; run the same command again to resume")
-        return 130
+        return ExitCode.INTERRUPTED
     for workdir, message in failures:
         print(f"failed: {workdir}: {message}")
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())) or "nothing to do"
+    counts = ", ".join(f"{n} {status.value}" for status, n in sorted(outcomes.items())) or "nothing to do"
     print(f"sweep{shard}: {len(todo)} runs trained ({counts}), {len(configs) - len(todo)} already finished; "
           f"tables and plots: python -m experiments.report {runs_dir}")
-    return 1 if failures else 0
+    return ExitCode.FAILED if failures else ExitCode.COMPLETED
 
 
 if __name__ == "__main__":

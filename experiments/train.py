@@ -4,12 +4,16 @@ Every default is the window-activation paper's protocol (Adam, learning rate 1e-
 batch 64, constant schedule, no augmentation, window 4, influence 0.1, threshold
 0.25), except the data: the default is scikit-learn's embedded digits, trained 10
 epochs, so the first run needs no download and finishes in minutes on a laptop.
+The defaults are `TrainConfig`'s (winact_jax/train/config.py): the flags have
+none of their own, so a flag given is told from one left out, and one that does
+not apply to the run (--threshold with nelu) is an error, not ignored.
 See `winact_jax/train/` for what a run does and writes.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -21,32 +25,45 @@ import winact_jax.models
 from winact_jax.models.activation import PLACEMENTS
 from winact_jax.models.layers import NORMALIZATIONS
 from winact_jax.train.config import (
-    ADAMW_WEIGHT_DECAY,
-    DIGITS_EPOCHS,
     OPTIMIZERS,
-    PAPER_EPOCHS,
     PRECISIONS,
     SCHEDULES,
+    WINDOW_MODES,
+    WINDOW_OVERS,
     TrainConfig,
+    describe_default,
+)
+from winact_jax.train.outcomes import (
+    ConfigError,
+    ExitCode,
+    NotApplicableError,
+    RunError,
+    Status,
+    exit_codes_text,
 )
 
-EXIT_USAGE = 2  # argparse's status for a bad command line
-EXIT_DIVERGED = 1
-
-EPILOG = """\
-outputs (in --workdir): config.json (every setting, library versions, devices),
-metrics.jsonl (one line per epoch), tensorboard/ (event files), checkpoints/ (Orbax,
-one per epoch, the last 3 kept) and, at the end, summary.json (status "completed",
-"diverged" or "interrupted", test_accuracy as a fraction, best_val_accuracy, ...).
+EPILOG = f"""\
+outputs (in --workdir): config.json (every setting that applies, library versions,
+devices), metrics.jsonl (one line per epoch), tensorboard/ (event files),
+checkpoints/ (Orbax, one per epoch, the last 3 kept), run.lock (while it runs) and
+summary.json (status {Status.RUNNING.value!r} while it runs, then one of
+{", ".join(repr(s.value) for s in Status if s != Status.RUNNING)}; test_accuracy
+as a fraction, best_val_accuracy, ...).
 
 resuming: run the same command with the same --workdir; it continues from the
-latest checkpoint (model, optimizer, epoch, position in the epoch). Raising
---epochs extends a finished run. Ctrl-C or SIGTERM finishes the current step,
-saves a checkpoint and writes summary.json with status "interrupted".
+newest checkpoint that restores (a damaged one is reported, moved to
+checkpoints_corrupt/ and the next older one used). Raising --epochs extends a
+finished run. Ctrl-C or SIGTERM finishes the current step, saves a checkpoint and
+writes summary.json with status {Status.INTERRUPTED.value!r}. Only one run at a time may use a
+--workdir; a directory holding something other than a run is refused, and one
+holding a run's results without a checkpoint is replaced only with --overwrite.
 
-exit status: 0 completed (or stopped by --max-steps), 1 diverged (a non-finite
-loss; the run is recorded, not dropped), 2 bad flags, 130 / 143 interrupted by
-SIGINT / SIGTERM.
+divergence: a non-finite training loss, one above --max-loss, or one above
+--divergence-factor times the first epoch's mean training loss stops the run
+with status {Status.DIVERGED.value!r} (the report counts it as a null run).
+
+exit status:
+{exit_codes_text()}
 
 multi-host: start one process per host with --coordinator HOST:PORT (process 0's
 address) --num-processes N --process-id I (or JAX_COORDINATOR_ADDRESS,
@@ -77,8 +94,11 @@ def _argument_type(convert, check, requirement: str):
 
 positive_int = _argument_type(int, lambda v: v >= 1, "an integer >= 1")
 non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _argument_type(float, lambda v: v > 0 and v != float("inf"), "a positive number")
-non_negative_float = _argument_type(float, lambda v: v >= 0 and v != float("inf"), "a number >= 0")
+positive_float = _argument_type(float, lambda v: v > 0 and math.isfinite(v), "a positive number")
+non_negative_float = _argument_type(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
+fraction = _argument_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+bound = _argument_type(float, lambda v: v > 0 and not math.isnan(v), "a positive number or inf")
+factor = _argument_type(float, lambda v: v > 1 and not math.isnan(v), "a number above 1, or inf")
 
 
 def activation_name(text: str) -> str:
@@ -89,44 +109,65 @@ def activation_name(text: str) -> str:
     return text
 
 
+CONFIG_FIELDS = {name for name in TrainConfig.__dataclass_fields__}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.train",
+        usage="%(prog)s --act=NAME [options]   (--help lists them)",
         description="Train and evaluate one model with one activation, and write a run directory.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    act = parser.add_argument_group("activation")
+
+    def setting(group, flag: str, help: str, *, dest: str | None = None, **options):
+        """A flag for the TrainConfig field `dest`: no default of its own (None, so
+        a flag left out is told from one given), the config's in its help."""
+        dest = dest or flag[2:].replace("-", "_")
+        assert dest in CONFIG_FIELDS, dest
+        group.add_argument(flag, dest=dest, default=None, help=f"{help} (default: {describe_default(dest)})", **options)
+
+    act = parser.add_argument_group("activation (its parameters only for the activations that take them)")
     act.add_argument("--act", required=True, type=activation_name, help=f"the activation (required): {', '.join(winact_jax.names())}")
-    act.add_argument("--window", type=positive_int, default=4, help="window size of the window activations (default: 4)")
-    act.add_argument("--influence", type=float, default=0.1, help="influence of the neighbourhood (default: 0.1)")
-    act.add_argument("--threshold", type=float, default=0.25, help="softmax_threshold's threshold (default: 0.25)")
-    act.add_argument("--placement", choices=PLACEMENTS, default="all", help="'all': the activation at every nonlinearity; 'stem': after the first layer only, ReLU elsewhere (default: all)")
+    setting(act, "--window", "window size of the window activations", type=positive_int)
+    setting(act, "--influence", "influence of the neighbourhood", type=float)
+    setting(act, "--threshold", "softmax_threshold's threshold", type=float)
+    setting(act, "--window-mode", "tiled: non-overlapping windows; centered: one window around each position", choices=WINDOW_MODES)
+    setting(act, "--window-over", "what a window spans: spatial (height x width) or channels", choices=WINDOW_OVERS)
+    setting(act, "--learn-influence", "train the influence, one per channel, starting from --influence", action="store_true")
+    setting(act, "--placement", "all: the activation at every nonlinearity; stem: after the first layer only, ReLU elsewhere", choices=PLACEMENTS)
 
     model = parser.add_argument_group("model and data")
-    model.add_argument("--model", choices=winact_jax.models.names(), default="resnet38", help="the model (default: resnet38)")
-    model.add_argument("--width", type=positive_float, default=None, help="width multiplier of the model's channels (default: the model's, 1)")
-    model.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="the model's normalization (default: the model's own: batch for resnets, none for seed_backbone)")
-    model.add_argument("--dataset", choices=winact_jax.data.NAMES, default="digits", help="the data (default: digits, embedded, no download)")
-    model.add_argument("--data-dir", default=None, help="where TFDS keeps datasets (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    setting(model, "--model", "the model", choices=winact_jax.models.names())
+    setting(model, "--width", "width multiplier of the model's channels", type=positive_float)
+    setting(model, "--normalization", "the model's normalization", choices=NORMALIZATIONS)
+    setting(model, "--dataset", "the data; digits is embedded, the others come through TFDS", choices=winact_jax.data.NAMES)
+    setting(model, "--data-dir", "where TFDS keeps datasets")
+    setting(model, "--label-noise", "fraction of training labels replaced by uniformly random ones", type=fraction)
 
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=positive_int, default=None, help=f"epochs to train (default: {PAPER_EPOCHS}, the paper's; {DIGITS_EPOCHS} on digits, so the first run finishes in minutes)")
-    training.add_argument("--batch-size", type=positive_int, default=64, help="global batch size, split evenly over all devices; must be a multiple of the device count (default: 64)")
-    training.add_argument("--lr", type=positive_float, default=1e-4, help="(peak) learning rate (default: 1e-4)")
-    training.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="the optimizer (default: adam)")
-    training.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum, 0 for plain SGD (default: 0.9)")
-    training.add_argument("--nesterov", action="store_true", help="Nesterov momentum for SGD")
-    training.add_argument("--weight-decay", type=non_negative_float, default=None, help=f"L2 penalty added to the gradient for adam and sgd; decoupled decay for adamw (default: 0; {ADAMW_WEIGHT_DECAY:g} for adamw)")
-    training.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule over the run: constant, cosine decay to 0, or one-cycle (default: constant)")
-    training.add_argument("--augment", action="store_true", help="random 4-pixel-padded crops and horizontal flips (default: off, as in the paper)")
-    training.add_argument("--precision", choices=PRECISIONS, default="float32", help="compute dtype; parameters and optimizer state stay float32 (default: float32)")
-    training.add_argument("--seed", type=non_negative_int, default=0, help="seed of initialisation, epoch order and augmentation (default: 0)")
+    setting(training, "--epochs", "epochs to train", type=positive_int)
+    setting(training, "--batch-size", "global batch size, split evenly over all devices; a multiple of the device count", type=positive_int)
+    setting(training, "--lr", "(peak) learning rate", dest="learning_rate", type=positive_float)
+    setting(training, "--optimizer", "the optimizer", choices=OPTIMIZERS)
+    setting(training, "--momentum", "SGD's momentum, 0 for plain SGD", type=non_negative_float)
+    setting(training, "--nesterov", "Nesterov momentum for SGD", action="store_true")
+    setting(training, "--weight-decay", "L2 penalty added to the gradient for adam and sgd; decoupled decay for adamw", type=non_negative_float)
+    setting(training, "--schedule", "learning-rate schedule: constant, cosine decay to 0, one-cycle, or triangular (cyclical between lr/10 and lr)", choices=SCHEDULES)
+    setting(training, "--cycle-epochs", "the triangular schedule's period, in epochs", type=positive_int)
+    setting(training, "--augment", "random 4-pixel-padded crops and horizontal flips", action="store_true")
+    setting(training, "--precision", "compute dtype; parameters and optimizer state stay float32", choices=PRECISIONS)
+    setting(training, "--seed", "seed of initialisation, epoch order, augmentation and label noise", type=non_negative_int)
+    setting(training, "--divergence-factor", "stop as diverged at a training loss above this many times the first epoch's mean (inf: never)", type=factor)
+    setting(training, "--max-loss", "stop as diverged at a training loss above this (inf: never)", type=bound)
 
     output = parser.add_argument_group("output")
-    output.add_argument("--workdir", default=None, help="the run directory (default: runs/<dataset>-<model>-<act>-s<seed>)")
-    output.add_argument("--eval-every", type=positive_int, default=1, help="validate every this many epochs, and after the last (default: 1)")
-    output.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    setting(output, "--workdir", "the run directory")
+    output.add_argument("--overwrite", action="store_true", help="start over in a --workdir that holds a run, removing its files (never those of a directory that holds no run)")
+    setting(output, "--eval-every", "validate every this many epochs, and after the last", type=positive_int)
+    setting(output, "--keep-checkpoints", "how many epoch checkpoints to keep", type=positive_int)
+    setting(output, "--no-progress", "no progress bar", dest="progress", action="store_false")
 
     hosts = parser.add_argument_group("multi-host")
     hosts.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (default: $JAX_COORDINATOR_ADDRESS; none: one process)")
@@ -134,25 +175,26 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument("--process-id", type=non_negative_int, default=None, help="this process's index, 0..N-1 (default: $JAX_PROCESS_ID)")
 
     debug = parser.add_argument_group("testing and debugging")
-    debug.add_argument("--max-steps", type=positive_int, default=None, help="stop, as an interrupt would (checkpoint, status 'interrupted', exit 0), once this many training steps are done in total")
-    debug.add_argument("--limit-train", type=positive_int, default=None, help="train on the first N training examples only")
-    debug.add_argument("--devices", dest="num_devices", type=positive_int, default=None, help="use only the first N devices (default: all)")
+    setting(debug, "--max-steps", "stop, as an interrupt would (checkpoint, status 'interrupted', exit 0), once this many training steps are done in total", type=positive_int)
+    setting(debug, "--limit-train", "train on the first N training examples only", type=positive_int)
+    setting(debug, "--devices", "use only the first N devices", dest="num_devices", type=positive_int)
     debug.add_argument("--dump-params", default=None, metavar="FILE", help="write the final parameters to FILE.<process index>.npz from every process")
     return parser
 
 
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """{TrainConfig field: its flag}, e.g. {"learning_rate": "--lr"}."""
+    return {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        act=args.act, window=args.window, influence=args.influence, threshold=args.threshold,
-        placement=args.placement, model=args.model, width=args.width,
-        normalization=args.normalization, dataset=args.dataset, data_dir=args.data_dir,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov,
-        weight_decay=args.weight_decay, schedule=args.schedule, augment=args.augment,
-        precision=args.precision, seed=args.seed, workdir=args.workdir,
-        eval_every=args.eval_every, progress=args.progress, num_devices=args.num_devices,
-        max_steps=args.max_steps, limit_train=args.limit_train,
-    )
+    """The config of the flags given; those left out (None) take TrainConfig's defaults.
+
+    Raises:
+      ConfigError: a bad value, or `NotApplicableError` for a flag the run does not use.
+    """
+    given = {name: value for name, value in vars(args).items() if name in CONFIG_FIELDS and value is not None}
+    return TrainConfig(**given)
 
 
 def dump_params(path: str, result) -> None:
@@ -160,50 +202,58 @@ def dump_params(path: str, result) -> None:
     import jax
     import numpy as np
 
-    from winact_jax.train.state import to_host
+    from winact_jax.sharding import to_host
 
     leaves = jax.tree_util.tree_leaves_with_path(to_host(result.state.params))
     arrays = {jax.tree_util.keystr(path): leaf for path, leaf in leaves}
     np.savez(f"{path}.{jax.process_index()}.npz", **arrays)
 
 
-def exit_status(summary: dict) -> int:
-    if summary["status"] == "diverged":
-        return EXIT_DIVERGED
-    if summary["status"] == "interrupted":
-        return {"SIGINT": 130, "SIGTERM": 143, "max_steps": 0}.get(summary.get("stop_reason"), 143)
-    return 0
+def exit_status(summary) -> int:
+    if summary.status == Status.DIVERGED:
+        return ExitCode.DIVERGED
+    if summary.status == Status.INTERRUPTED:
+        return {"SIGINT": ExitCode.INTERRUPTED, "max_steps": ExitCode.COMPLETED}.get(
+            summary.stop_reason, ExitCode.TERMINATED
+        )
+    return ExitCode.COMPLETED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def fail(error_message: str, code: int = ExitCode.BAD_CONFIG):
+        """One line on stderr, and the exit status."""
+        parser.exit(int(code), f"{parser.prog}: error: {error_message}\n")
+
     try:
         config = config_from_args(args)
-    except ValueError as error:
-        parser.error(str(error))
+    except NotApplicableError as error:
+        fail(f"{flag_names(parser).get(error.field, error.field)} does not apply: {error.reason}")
+    except ConfigError as error:
+        fail(str(error))
 
     # Imported here, after parsing: `--help` and bad flags need no JAX backend.
-    from winact_jax.train import ConfigError, distributed, train_and_evaluate
     from winact_jax.backends import prefer_eigen_convolutions
+    from winact_jax.train import distributed, train_and_evaluate
 
     prefer_eigen_convolutions()  # before JAX first uses a device
     try:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     except ValueError as error:
-        parser.error(str(error))
+        fail(str(error))
     command = shlex.join([os.path.basename(sys.executable), "-m", "experiments.train", *argv])
     try:
-        result = train_and_evaluate(config, resume_command=command)
-    except ConfigError as error:
-        parser.error(str(error))
+        result = train_and_evaluate(config, resume_command=command, overwrite=args.overwrite)
+    except RunError as error:
+        fail(str(error), error.exit_code)
     except winact_jax.data.DataUnavailableError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        fail(str(error))
     if args.dump_params:
         dump_params(args.dump_params, result)
-    return exit_status(result.summary)
+    return int(exit_status(result.summary))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import socket
 import json
 from pathlib import Path
 
@@ -67,7 +69,7 @@ def test_rows_have_mean_std_counts_and_the_paper_number(runs):
 
 def test_markdown_and_csv_files(runs, tmp_path):
     out = tmp_path / "report"
-    written = report.write_report(runs, out)
+    written = report.write_report(report.find_runs(runs), out)
     names = {p.name for p in written}
     assert {"cifar100.md", "cifar100.csv", "digits.md", "digits.csv"} <= names
 
@@ -92,7 +94,7 @@ def test_markdown_and_csv_files(runs, tmp_path):
 
 def test_plots_are_png_files(runs, tmp_path):
     out = tmp_path / "report"
-    report.write_report(runs, out)
+    report.write_report(report.find_runs(runs), out)
     for name in ["cifar100_val_accuracy.png", "cifar100_train_loss.png", "cifar100_test_accuracy.png",
                  "digits_test_accuracy.png"]:
         data = (out / name).read_bytes()
@@ -134,3 +136,29 @@ def test_command_line(runs, tmp_path, capsys):
     assert printed.strip().splitlines()[-1].startswith("report: 10 runs over 2 dataset(s) (cifar100, digits)")
     with pytest.raises(SystemExit):
         report.main([str(tmp_path / "missing")])
+
+
+def test_a_loss_explosion_is_a_null_run_and_settings_that_do_not_apply_split_no_rows(tmp_path):
+    root = tmp_path / "runs"
+    fabricate_run(root, "digits", "nelu", 0, "completed", 0.9)
+    fabricate_run(root, "digits", "nelu", 1, "diverged", None, curve=(0.5, 1e27))
+    relu = fabricate_run(root, "digits", "relu", 0, "completed", 0.8)
+    # relu's config has no window parameters at all (None: they do not apply).
+    settings = json.loads((relu / "config.json").read_text())
+    settings["config"].update(window=None, influence=None, threshold=None)
+    (relu / "config.json").write_text(json.dumps(settings))
+    rows = {r.label: r for r in report.table_rows(report.find_runs(root))}
+    assert set(rows) == {"nelu", "relu"}
+    assert (len(rows["nelu"].accuracies), rows["nelu"].diverged, rows["nelu"].unfinished) == (1, 1, 0)
+
+
+def test_a_run_killed_while_running_is_unfinished(tmp_path):
+    directory = fabricate_run(tmp_path, "digits", "relu", 0, "running", None)
+    (run,) = report.find_runs(tmp_path)
+    assert run.status == "interrupted" and not run.finished  # no live process holds its lock
+    (directory / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "started": "now"}))
+    (run,) = report.find_runs(tmp_path)
+    assert run.status == "running"
+    (row,) = report.table_rows([run])
+    assert (row.accuracies, row.diverged, row.unfinished) == ([], 0, 1)

@@ -9,6 +9,8 @@ import pytest
 
 import winact_jax as wa
 from experiments import sweep
+from winact_jax.train import Status
+from winact_jax.train.run_dir import FINISHED
 
 
 def test_digits_table_has_every_activation_three_times(tmp_path):
@@ -26,8 +28,11 @@ def test_paper_table1_is_the_papers_grid(tmp_path):
     assert len(configs) == 10 * 3 * 3
     assert {c.model for c in configs} == {"seed_backbone"}
     assert {c.dataset for c in configs} == {"tiny_imagenet", "caltech101", "cifar100"}
-    assert {(c.learning_rate, c.batch_size, c.epochs, c.window, c.influence, c.threshold, c.optimizer)
-            for c in configs} == {(1e-4, 64, 50, 4, 0.1, 0.25, "adam")}
+    assert {(c.learning_rate, c.batch_size, c.epochs, c.optimizer) for c in configs} == {(1e-4, 64, 50, "adam")}
+    # Each activation's own parameters at the paper's values, and no others.
+    assert {(c.window, c.influence) for c in configs if c.act == "nelu"} == {(4, 0.1)}
+    assert {(c.window, c.threshold) for c in configs if c.act == "softmax_threshold"} == {(4, 0.25)}
+    assert {(c.window, c.influence, c.threshold) for c in configs if c.act == "relu"} == {(None, None, None)}
 
 
 def test_parameters_vary_only_for_activations_that_take_them(tmp_path):
@@ -75,7 +80,8 @@ def test_dry_run_lists_runs_with_their_status(tmp_path, capsys):
     done.mkdir()
     (done / "config.json").write_text("{}")
     (done / "summary.json").write_text(json.dumps({"status": "completed"}))
-    assert sweep.main(["--acts", "relu,nelu", "--seeds", "0", "--runs-dir", str(tmp_path), "--dry-run"]) == 0
+    assert sweep.main(["--acts", "relu,nelu", "--seeds", "0", "--model", "seed_backbone", "--runs-dir",
+                       str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "2 runs in" in out and "1 finished, 1 to run" in out
     assert f"completed   {done}" in out
@@ -97,17 +103,17 @@ def test_sweep_stops_at_an_interrupt_resumes_and_skips_finished_runs(tmp_path, c
     # Every run stops after 2 of its 4 steps, as Ctrl-C would: the sweep stops there.
     interrupted = sweep.expand([_tiny_grid(max_steps=2)], tmp_path)
     outcomes, failures = sweep.execute(interrupted)
-    assert (outcomes, failures) == ({"interrupted": 1}, [])
-    assert [sweep.run_status(c.workdir) for c in interrupted] == ["interrupted", "new"]
+    assert (outcomes, failures) == ({Status.INTERRUPTED: 1}, [])
+    assert [sweep.run_status(c.workdir) for c in interrupted] == [Status.INTERRUPTED, None]
 
     # The same sweep without the stop resumes the first run and trains the second.
     configs = sweep.expand([_tiny_grid()], tmp_path)
     assert [c.workdir for c in configs] == [c.workdir for c in interrupted]
-    todo = [c for c in configs if sweep.run_status(c.workdir) not in sweep.FINISHED]
+    todo = [c for c in configs if sweep.run_status(c.workdir) not in FINISHED]
     assert len(todo) == 2
     outcomes, failures = sweep.execute(todo)
-    assert (outcomes, failures) == ({"completed": 2}, [])
-    first = _summary(configs[0])
+    assert (outcomes, failures) == ({Status.COMPLETED: 2}, [])
+    first = _summary(configs[0])  # summary.json as written
     assert first["status"] == "completed" and first["epochs_completed"] == 1
     metrics = (Path(configs[0].workdir) / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 1  # the resumed epoch was recorded once
@@ -119,3 +125,31 @@ def test_sweep_stops_at_an_interrupt_resumes_and_skips_finished_runs(tmp_path, c
     out = capsys.readouterr().out
     assert "2 runs in" in out and "2 finished, 0 to run" in out
     assert "0 runs trained (nothing to do), 2 already finished" in out
+
+
+def test_grid_defaults_are_the_training_defaults(tmp_path):
+    from winact_jax.train import TrainConfig
+
+    (config,) = sweep.expand([sweep.Grid(acts=("nelu",), datasets=("digits",), seeds=(0,))], tmp_path)
+    default = TrainConfig(act="nelu", workdir=config.workdir)
+    assert config == default
+
+
+def test_new_axes_vary_only_where_they_apply(tmp_path):
+    grid = sweep.Grid(acts=("relu", "nelu"), datasets=("digits",), seeds=(0,), window_modes=("tiled", "centered"),
+                      learn_influences=(False, True), label_noises=(0.0, 0.16))
+    configs = sweep.expand([grid], tmp_path)
+    relu = [c for c in configs if c.act == "relu"]
+    nelu = [c for c in configs if c.act == "nelu"]
+    assert len(relu) == 2 and {c.label_noise for c in relu} == {0.0, 0.16}
+    assert len(nelu) == 2 * 2 * 2
+    assert {(c.window_mode, c.learn_influence) for c in nelu} == {
+        ("tiled", False), ("tiled", True), ("centered", False), ("centered", True)}
+    assert "digits-resnet38-nelu-mcentered-li1-n0.16-s0" in {Path(c.workdir).name for c in nelu}
+
+
+def test_a_setting_no_run_can_use_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main(["--acts", "nelu", "--window-modes", "sideways", "--dry-run"])
+    assert exit_info.value.code == 2
+    assert "window_mode must be one of" in capsys.readouterr().err

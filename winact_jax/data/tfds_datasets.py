@@ -26,6 +26,9 @@ import contextlib
 import os
 import pathlib
 import shutil
+import socket
+import threading
+import urllib.parse
 import zipfile
 
 import numpy as np
@@ -71,6 +74,11 @@ _READ_BATCH_SIZE = 1024  # examples per tf.data batch while reading a split to N
 # AssertionError for a missing manual directory, a bad archive or checksum.
 _DATA_ERRORS = (OSError, AssertionError, zipfile.BadZipFile)
 _TFDS_DATA_ERROR_NAMES = ("DownloadError", "ExtractError", "NonMatchingChecksumError")
+
+# How long to wait for the archive's host before calling the network absent. TFDS's
+# own downloader retries an unreachable host for minutes (urllib3's 10 retries with
+# back-off); one probe first makes an offline run fail in seconds.
+_NETWORK_PROBE_TIMEOUT_S = 3.0
 
 # Name fragments of what TFDS writes before renaming it into place: downloads go to
 # "<file>.tmp.<uuid>/", extractions and prepared datasets to "incomplete.<...>".
@@ -250,6 +258,10 @@ def _prepared_builder(name: str, data_dir: str | None, *, builder_class=None):
 
     root = os.fspath(builder.data_dir_root)
     local = "://" not in root  # the clean-up below walks local folders only
+    if local and name in SOURCE_FILES and not builder.is_prepared() and not _archive_on_disk(name, root):
+        unreachable = _unreachable(SOURCE_FILES[name][1])
+        if unreachable is not None:
+            raise DataUnavailableError(missing_data_message(name, root, unreachable))
     existed_before = _preparation_outputs(root, builder.name) if local else set()
     try:
         builder.download_and_prepare(download_config=download_config)
@@ -310,6 +322,48 @@ def missing_data_message(name: str, data_dir: str, cause: BaseException | None =
         f"then retry with\n"
         f"    python -m winact_jax.data prepare {name} --data-dir {data_dir}"
     )
+
+
+def _archive_on_disk(name: str, data_dir: str) -> bool:
+    """Whether `name`'s archive is in `<data_dir>/downloads/manual/`, or a finished
+    download of it in `<data_dir>/downloads/` (TFDS names those after the URL, so
+    the archive's stem is part of the name): then preparing needs no network."""
+    file_name = SOURCE_FILES[name][0]
+    downloads = pathlib.Path(data_dir) / "downloads"
+    if (downloads / "manual" / file_name).exists():
+        return True
+    stem = file_name.split(".")[0]
+    return downloads.is_dir() and any(
+        stem in entry.name and not any(marker in entry.name for marker in _TEMPORARY_MARKERS)
+        for entry in downloads.iterdir()
+        if entry.name != "manual"
+    )
+
+
+def _unreachable(url: str, timeout: float = _NETWORK_PROBE_TIMEOUT_S) -> OSError | None:
+    """None if a TCP connection to `url`'s host opens within `timeout` seconds,
+    else the error (name resolution included, which a socket timeout does not
+    bound: hence the thread)."""
+    parsed = urllib.parse.urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    outcome: list[OSError | None] = []
+
+    def probe():
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        return TimeoutError(f"no answer from {parsed.hostname}:{port} in {timeout:g} s (offline?)")
+    if outcome[0] is not None:
+        error = outcome[0]
+        return type(error)(f"cannot reach {parsed.hostname}:{port} (offline?): {error}")
+    return None
 
 
 def _is_data_error(error: BaseException) -> bool:

@@ -2,7 +2,7 @@
 
     checkpoints = Checkpoints(workdir / "checkpoints", keep=3)
     checkpoints.save(step, state, {"epoch": 3, "step_in_epoch": 0, ...})
-    state, meta = checkpoints.restore_latest(abstract_state)
+    step, state, meta = checkpoints.restore_newest(abstract_state, on_failure=...)
 
 A checkpoint is numbered by the global training step and holds two items: `state`
 (the `TrainState` pytree: parameters, batch statistics, optimizer state) and `meta`
@@ -18,11 +18,13 @@ system all hosts share.
 from __future__ import annotations
 
 import os
-from typing import Any
+import pathlib
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
 
+from winact_jax.train.outcomes import CannotResumeError
 from winact_jax.train.state import TrainState
 
 
@@ -45,15 +47,60 @@ class Checkpoints:
             args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
         )
 
-    def restore_latest(self, target: TrainState) -> tuple[TrainState, dict[str, Any]]:
-        """The latest checkpoint, laid out like `target` (arrays or
+    def restore(self, step: int, target: TrainState) -> tuple[TrainState, dict[str, Any]]:
+        """Checkpoint `step`, laid out like `target` (arrays or
         `jax.ShapeDtypeStruct`s: their shardings say where the arrays go)."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         restored = self.manager.restore(
-            self.latest_step(),
+            step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
         )
         return restored.state, restored.meta
+
+    def restore_newest(
+        self,
+        target: TrainState,
+        *,
+        accept: Callable[[TrainState, dict[str, Any]], Any] = lambda state, meta: meta,
+        on_failure: Callable[[int, pathlib.Path, BaseException], None],
+    ) -> tuple[int, TrainState, Any]:
+        """The newest checkpoint that restores: tries them newest first.
+
+        Args:
+          target: the state's layout (see `restore`).
+          accept: turns a restored (state, meta) into what the caller needs, raising
+            if it cannot (e.g. meta of the wrong form); its result is returned.
+          on_failure: called with (step, its directory, the error) for each
+            checkpoint that fails; it should move the directory aside (the
+            manager forgets it afterwards).
+
+        Returns:
+          (step, state, accept's result).
+
+        Raises:
+          CannotResumeError: there are checkpoints and none restores.
+        """
+        failed = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                state, meta = self.restore(step, target)
+                return step, state, accept(state, meta)
+            except Exception as error:  # noqa: BLE001 - any failure to read: try the next
+                failed.append(step)
+                on_failure(step, self.step_path(step), error)
+                self.manager.reload()
+        raise CannotResumeError(
+            f"no checkpoint of {self.directory.parent} restores (tried steps "
+            f"{', '.join(map(str, failed))}; moved aside, not deleted); "
+            "start over with --overwrite, or use another --workdir"
+        )
+
+    @property
+    def directory(self) -> pathlib.Path:
+        return pathlib.Path(self.manager.directory)
+
+    def step_path(self, step: int) -> pathlib.Path:
+        return self.directory / str(step)
 
     def close(self) -> None:
         """Waits for pending saves and releases the manager."""

@@ -2,23 +2,31 @@
 
     from winact_jax.train import TrainConfig, run
     summary = run(TrainConfig(act="nelu"))      # digits, ResNet-38, 10 epochs
-    summary["status"], summary["test_accuracy"]
+    summary.status, summary.test_accuracy
 
 A run is a sequence of epochs over one jitted, data-parallel step (`steps.py`).
 After each epoch it evaluates on the validation split, appends a line to
 metrics.jsonl and saves a checkpoint; at the end it evaluates on the test split
 and writes summary.json. Its random state is a function of (seed, epoch, step)
 alone, so a run stopped anywhere (a signal, `max_steps`) and resumed from its
-checkpoint ends exactly where the uninterrupted run would have. A non-finite loss
-stops the run with status "diverged": the seed studies dropped such runs
-silently, we count them.
+checkpoint ends exactly where the uninterrupted run would have.
+
+A run whose training loss is not finite, or exceeds a bound (`max_loss`, or
+`divergence_factor` times the first epoch's mean loss), stops with status
+"diverged": the seed studies dropped such runs silently, we count them.
+
+Before anything is written the run checks its workdir (`run_dir.check_workdir`)
+and takes the workdir's lock; a checkpoint that does not restore is moved aside
+and the next older one used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -27,21 +35,19 @@ import tqdm
 import winact_jax
 import winact_jax.data
 from winact_jax.data import epoch_batches, eval_batches, put_on_device
-from winact_jax.data.serving import DATA_AXIS
 from winact_jax.models.activation import resolve
+from winact_jax.sharding import DATA_AXIS, make_mesh, replicate, to_host
 from winact_jax.train import steps
 from winact_jax.train.checkpoints import Checkpoints
-from winact_jax.train.config import TrainConfig
+from winact_jax.train.config import TrainConfig, format_number
 from winact_jax.train.interrupts import StopRequests
 from winact_jax.train.optim import make_optimizer, make_schedule
-from winact_jax.train.run_dir import RunDirectory, summary_line
-from winact_jax.train.state import ModelDef, TrainState, create_model, create_train_state, replicate, to_host
+from winact_jax.train.outcomes import ConfigError, RunError, Status
+from winact_jax.train.run_dir import RunDirectory, Summary, check_workdir, has_checkpoint, summary_line
+from winact_jax.train.state import ModelDef, TrainState, create_model, create_train_state
 
-COMPLETED, DIVERGED, INTERRUPTED = "completed", "diverged", "interrupted"
-
-
-class ConfigError(ValueError):
-    """A setting this run cannot use; the message is one line meant for the user."""
+# Old names of the statuses (`Status` is the one definition).
+COMPLETED, DIVERGED, INTERRUPTED = Status.COMPLETED, Status.DIVERGED, Status.INTERRUPTED
 
 
 @dataclasses.dataclass
@@ -65,7 +71,8 @@ class Position:
 
     `epoch` epochs are complete and `step_in_epoch` steps of the next one are done,
     with `partial` their running sums (so a resumed epoch reports the same numbers
-    as an uninterrupted one).
+    as an uninterrupted one). `first_epoch_loss` is the divergence bound's
+    reference.
     """
 
     epoch: int = 0
@@ -75,6 +82,7 @@ class Position:
     best_val_epoch: int | None = None
     val_accuracy: float | None = None
     train_time_s: float = 0.0
+    first_epoch_loss: float | None = None
     partial: EpochSums = dataclasses.field(default_factory=EpochSums)
 
     def to_meta(self) -> dict[str, Any]:
@@ -82,14 +90,43 @@ class Position:
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "Position":
-        return cls(**{**meta, "partial": EpochSums(**meta["partial"])})
+        """Raises `TypeError`/`KeyError` for a meta that is not a position."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in meta.items() if k in known}
+        return cls(**{**values, "partial": EpochSums(**meta["partial"])})
+
+
+def divergence_reason(
+    loss: float, *, first_epoch_loss: float | None, divergence_factor: float, max_loss: float
+) -> str | None:
+    """Why a training loss counts as diverged, or None if it does not.
+
+    >>> divergence_reason(float("nan"), first_epoch_loss=None, divergence_factor=100, max_loss=1e6)
+    'non-finite loss'
+    >>> divergence_reason(2e6, first_epoch_loss=None, divergence_factor=100, max_loss=1e6)
+    'loss 2e6 above max_loss 1e6'
+    >>> divergence_reason(250.0, first_epoch_loss=2.0, divergence_factor=100, max_loss=1e6)
+    "loss 250 above divergence_factor 100 x the first epoch's mean loss 2"
+    >>> divergence_reason(150.0, first_epoch_loss=2.0, divergence_factor=100, max_loss=1e6) is None
+    True
+    """
+    if not math.isfinite(loss):
+        return "non-finite loss"
+    if loss > max_loss:
+        return f"loss {format_number(loss)} above max_loss {format_number(max_loss)}"
+    if first_epoch_loss is not None and loss > divergence_factor * first_epoch_loss:
+        return (
+            f"loss {format_number(loss)} above divergence_factor {format_number(divergence_factor)} "
+            f"x the first epoch's mean loss {first_epoch_loss:.3g}"
+        )
+    return None
 
 
 @dataclasses.dataclass
 class RunResult:
     """What `train_and_evaluate` returns: the summary and the final model."""
 
-    summary: dict[str, Any]
+    summary: Summary
     state: TrainState
     model_def: ModelDef
 
@@ -114,6 +151,33 @@ class _Setup:
     eval_tables: dict[str, tuple[jax.Array, jax.Array]]
 
 
+@contextlib.contextmanager
+def _user_input():
+    """Turns the `ValueError`/`TypeError` a check of the user's settings raises
+    into a `ConfigError`; wraps only calls that validate settings."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        raise ConfigError(str(error)) from error
+
+
+def _training_split(config: TrainConfig, dataset: winact_jax.data.Dataset) -> winact_jax.data.Split:
+    """The training split as this run sees it: with label noise, then limited."""
+    train_split = dataset.train
+    if config.label_noise:
+        try:
+            from winact_jax.data.transforms import with_label_noise
+        except ImportError:
+            raise ConfigError(
+                "label_noise needs winact_jax.data.transforms.with_label_noise, which this "
+                "winact_jax lacks"
+            ) from None
+        train_split = with_label_noise(train_split, config.label_noise, dataset.num_classes, config.seed)
+    if config.limit_train is not None:
+        train_split = train_split.take(np.arange(min(config.limit_train, len(train_split))))
+    return train_split
+
+
 def _setup(config: TrainConfig) -> _Setup:
     """Loads the data, builds the mesh, the model, the optimizer and the steps.
 
@@ -122,34 +186,30 @@ def _setup(config: TrainConfig) -> _Setup:
         batch the devices cannot share.
       DataUnavailableError: the dataset is not on disk and cannot be downloaded.
     """
-    try:
-        resolve(config.act, config.act_params)  # unknown names and bad parameters, before any work
+    with _user_input():
+        resolve(config.act, config.act_params)  # bad parameters, before any work
         dataset = winact_jax.data.load(config.dataset, data_dir=config.data_dir)
-        devices = jax.devices()
-        if config.num_devices is not None:
-            if config.num_devices > len(devices):
-                raise ValueError(f"num_devices={config.num_devices}, but there are only {len(devices)} devices")
-            devices = devices[: config.num_devices]
-        mesh = steps.make_mesh(devices)
+    devices = jax.devices()
+    if config.num_devices is not None:
+        if config.num_devices > len(devices):
+            raise ConfigError(f"num_devices={config.num_devices}, but there are only {len(devices)} devices")
+        devices = devices[: config.num_devices]
+    mesh = make_mesh(devices)
+    with _user_input():
         # The evaluation tables, once; `eval_batches` also checks that the batch
         # divides evenly over the devices.
         tables = {
             name: eval_batches(len(getattr(dataset, name)), config.batch_size, mesh=mesh)
             for name in ("validation", "test")
         }
-        train_split = dataset.train
-        if config.limit_train is not None:
-            train_split = train_split.take(np.arange(min(config.limit_train, len(train_split))))
-        steps_per_epoch = len(train_split) // config.batch_size
-        if steps_per_epoch == 0:
-            raise ValueError(
-                f"batch size {config.batch_size} is larger than the {len(train_split)} training examples"
-            )
-        schedule = make_schedule(config, steps_per_epoch * config.epochs)
-        tx = make_optimizer(config, steps_per_epoch * config.epochs)
+    train_split = _training_split(config, dataset)
+    steps_per_epoch = len(train_split) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"batch size {config.batch_size} is larger than the {len(train_split)} training examples")
+    schedule = make_schedule(config, steps_per_epoch * config.epochs, steps_per_epoch)
+    tx = make_optimizer(config, schedule)
+    with _user_input():
         model = create_model(config, dataset.num_classes, dataset.image_shape[:2])
-    except (ValueError, TypeError) as error:
-        raise ConfigError(str(error)) from error
 
     model_def, state = create_train_state(model, tx)
     return _Setup(
@@ -172,6 +232,27 @@ def _setup(config: TrainConfig) -> _Setup:
     )
 
 
+@dataclasses.dataclass
+class _Run:
+    """One run in progress: what it built, where it writes, where it stands."""
+
+    setup: _Setup
+    run_dir: RunDirectory
+    checkpoints: Checkpoints
+    stop_requests: StopRequests
+    say: Callable[[str], None]
+    state: TrainState
+    position: Position
+    global_step: int = 0
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.setup.config
+
+    def save_checkpoint(self) -> None:
+        self.checkpoints.save(self.global_step, self.state, self.position.to_meta())
+
+
 def _evaluate(setup: _Setup, state: TrainState, split_name: str) -> tuple[float, float]:
     """(mean loss, accuracy) over a whole split: "validation" or "test"."""
     split = getattr(setup, split_name)
@@ -181,31 +262,22 @@ def _evaluate(setup: _Setup, state: TrainState, split_name: str) -> tuple[float,
 
 @dataclasses.dataclass
 class _EpochOutcome:
-    state: TrainState
     steps_done: int  # steps of this epoch done, counting those before a resume
-    global_step: int
     stop: bool = False  # some process asked to stop, or max_steps was reached
     diverged_step: int | None = None
+    diverged_reason: str | None = None
 
 
-def _train_epoch(
-    setup: _Setup,
-    state: TrainState,
-    epoch: int,
-    position: Position,
-    global_step: int,
-    stop_requests: StopRequests,
-    is_writer: bool,
-) -> _EpochOutcome:
-    """Runs epoch `epoch` (0-based) from `position.step_in_epoch`, adding to
-    `position.partial`. Stops early at a non-finite loss, a stop request or
-    `max_steps`.
+def _train_epoch(run: _Run, epoch: int) -> _EpochOutcome:
+    """Runs epoch `epoch` (0-based) from `run.position.step_in_epoch`, adding to
+    `run.position.partial` and advancing `run.state`. Stops early at a diverged
+    loss, a stop request or `max_steps`.
 
     The loss of step k is read after step k+1 is dispatched, so the host never
     leaves the device idle; every process reads the same replicated metrics, so
     all of them decide to stop after the same step.
     """
-    config = setup.config
+    config, setup, position = run.config, run.setup, run.position
     sums = position.partial
     batches = epoch_batches(config.seed, epoch, setup.train.num_examples, config.batch_size, mesh=setup.mesh)
     bar = tqdm.tqdm(
@@ -214,14 +286,18 @@ def _train_epoch(
         desc=f"epoch {epoch + 1}/{config.epochs}",
         unit="step",
         leave=False,
-        disable=not (config.progress and is_writer),
+        disable=not (config.progress and run.run_dir.writer),
     )
-    outcome = _EpochOutcome(state, position.step_in_epoch, global_step)
+    outcome = _EpochOutcome(position.step_in_epoch)
 
     def consume(metrics: steps.StepMetrics, step_number: int) -> None:
         loss, accuracy, stop = to_host(metrics)
-        if not np.isfinite(loss):
-            outcome.diverged_step = step_number
+        reason = divergence_reason(
+            float(loss), first_epoch_loss=position.first_epoch_loss,
+            divergence_factor=config.divergence_factor, max_loss=config.max_loss,
+        )
+        if reason is not None:
+            outcome.diverged_step, outcome.diverged_reason = step_number, reason
             return
         sums.add(float(loss), float(accuracy), config.batch_size)
         outcome.stop |= bool(stop)
@@ -231,16 +307,14 @@ def _train_epoch(
     started = time.perf_counter()
     pending = None
     for step_in_epoch in range(position.step_in_epoch, setup.steps_per_epoch):
-        flags = setup.stop_flags[stop_requests.requested]
-        outcome.state, metrics = setup.train_step(
-            outcome.state, setup.train, batches, epoch, step_in_epoch, flags
-        )
+        flags = setup.stop_flags[run.stop_requests.requested]
+        run.state, metrics = setup.train_step(run.state, setup.train, batches, epoch, step_in_epoch, flags)
         outcome.steps_done = step_in_epoch + 1
-        outcome.global_step += 1
+        run.global_step += 1
         if pending is not None:
             consume(*pending)
-        pending = (metrics, outcome.global_step)
-        if config.max_steps is not None and outcome.global_step >= config.max_steps:
+        pending = (metrics, run.global_step)
+        if config.max_steps is not None and run.global_step >= config.max_steps:
             outcome.stop = True
         if outcome.stop or outcome.diverged_step is not None:
             break
@@ -251,137 +325,86 @@ def _train_epoch(
     return outcome
 
 
-def train_and_evaluate(config: TrainConfig, *, resume_command: str | None = None) -> RunResult:
-    """Trains `config`'s model, resuming from the workdir's latest checkpoint if
-    there is one, and returns the summary (also written to summary.json) with the
-    final train state.
-
-    Args:
-      config: the run.
-      resume_command: how to resume, for an interrupted run's summary (the CLI
-        passes its own command line).
-
-    Raises:
-      ConfigError: a setting that cannot run, found before anything is written.
-      DataUnavailableError: the dataset must be downloaded or placed first.
-    """
-    setup = _setup(config)
-    is_writer = jax.process_index() == 0
-    say = tqdm.tqdm.write if is_writer else (lambda *_: None)
-    run_dir = RunDirectory(config.workdir, writer=is_writer)
-    checkpoints = Checkpoints(run_dir.checkpoints, keep=config.keep_checkpoints)
-    try:
-        state, position = setup.initial_state, Position(seed=config.seed)
-        if checkpoints.latest_step() is not None:
-            earlier = (run_dir.read_config() or {}).get("config", {})
-            differences = config.differences(earlier) if earlier else {}
-            if differences:
-                listed = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differences.items())
-                raise ConfigError(
-                    f"{config.workdir} holds a run with other settings ({listed}); "
-                    "use another --workdir or the same settings"
-                )
-            state, meta = checkpoints.restore_latest(setup.initial_state)
-            position = Position.from_meta(meta)
-            say(
-                f"resuming {config.workdir} from its checkpoint after epoch {position.epoch}"
-                + (f", step {position.step_in_epoch}" if position.step_in_epoch else "")
-            )
-        run_dir.write_config(
-            config, num_devices=setup.mesh.size, mesh={DATA_AXIS: setup.mesh.size},
-            steps_per_epoch=setup.steps_per_epoch, command=resume_command,
-        )
-        run_dir.keep_metrics_through(position.epoch)
-        with StopRequests() as stop_requests:
-            state, summary = _train(setup, state, position, checkpoints, run_dir, stop_requests, say)
-        if summary["status"] == INTERRUPTED:
-            summary["stop_reason"] = stop_requests.name or ("max_steps" if config.max_steps else "signal")
-            summary["resume"] = resume_command or "run the same config again (same workdir)"
-        run_dir.write_summary(summary)
-        say(summary_line(summary))
-        return RunResult(summary, state, setup.model_def)
-    finally:
-        checkpoints.close()
-        run_dir.close()
-
-
-def _train(setup, state, position, checkpoints, run_dir, stop_requests, say):
-    """The epochs from `position` on; returns the final state and the summary."""
-    config = setup.config
-    global_step = int(to_host(state.step))
-    status, diverged = COMPLETED, {}
-    if position.epoch >= config.epochs:
-        say(f"{config.workdir} already completed {position.epoch} epochs; evaluating it again")
-    for epoch in range(position.epoch, config.epochs):
-        if config.max_steps is not None and global_step >= config.max_steps:
-            status = INTERRUPTED
-            break
-        outcome = _train_epoch(setup, state, epoch, position, global_step, stop_requests, run_dir.writer)
-        state, global_step = outcome.state, outcome.global_step
-        if outcome.diverged_step is not None:
-            status = DIVERGED
-            diverged = {"diverged_epoch": epoch + 1, "diverged_step": outcome.diverged_step}
-            break
-        if outcome.steps_done < setup.steps_per_epoch:  # stopped mid-epoch
-            position.step_in_epoch = outcome.steps_done
-            checkpoints.save(global_step, state, position.to_meta())
-            status = INTERRUPTED
-            break
-        _end_epoch(setup, state, epoch, position, global_step, checkpoints, run_dir, say)
-        if outcome.stop and epoch + 1 < config.epochs:
-            status = INTERRUPTED
-            break
-
-    summary = {
-        "status": status,
-        "test_accuracy": None,
-        "test_loss": None,
-        "best_val_accuracy": position.best_val_accuracy,
-        "best_val_epoch": position.best_val_epoch,
-        "final_val_accuracy": position.val_accuracy,
-        "epochs_completed": position.epoch,
-        "epochs": config.epochs,
-        "step_in_epoch": position.step_in_epoch,
-        "global_step": global_step,
+def _summary(run: _Run, status: Status, **fields: Any) -> Summary:
+    config, position = run.config, run.position
+    return Summary(
+        status=status,
+        activation=winact_jax.canonical_name(config.act),
+        dataset=config.dataset,
+        model=config.model,
+        seed=config.seed,
+        workdir=str(config.workdir),
+        epochs=config.epochs,
+        epochs_completed=position.epoch,
+        step_in_epoch=position.step_in_epoch,
+        global_step=run.global_step,
+        best_val_accuracy=position.best_val_accuracy,
+        best_val_epoch=position.best_val_epoch,
+        final_val_accuracy=position.val_accuracy,
         # Finished epochs, plus the steps done of an unfinished one.
-        "train_time_s": round(position.train_time_s + position.partial.seconds, 3),
-        "num_devices": setup.mesh.size,
-        "num_processes": jax.process_count(),
-        "activation": winact_jax.canonical_name(config.act),
-        "dataset": config.dataset,
-        "model": config.model,
-        "seed": config.seed,
-        "workdir": str(config.workdir),
-        **diverged,
-    }
-    if status == COMPLETED:
-        summary["test_loss"], summary["test_accuracy"] = _evaluate(setup, state, "test")
-    return state, summary
+        train_time_s=round(position.train_time_s + position.partial.seconds, 3),
+        num_devices=run.setup.mesh.size,
+        num_processes=jax.process_count(),
+        **fields,
+    )
 
 
-def _end_epoch(setup, state, epoch, position, global_step, checkpoints, run_dir, say):
+def _train(run: _Run) -> Summary:
+    """The epochs from `run.position` on; returns the summary."""
+    config, position = run.config, run.position
+    status, outcome_fields = Status.COMPLETED, {}
+    if position.epoch >= config.epochs:
+        run.say(f"{config.workdir} already completed {position.epoch} epochs; evaluating it again")
+    for epoch in range(position.epoch, config.epochs):
+        if config.max_steps is not None and run.global_step >= config.max_steps:
+            status = Status.INTERRUPTED
+            break
+        outcome = _train_epoch(run, epoch)
+        if outcome.diverged_step is not None:
+            status = Status.DIVERGED
+            outcome_fields = {
+                "diverged_epoch": epoch + 1,
+                "diverged_step": outcome.diverged_step,
+                "diverged_reason": outcome.diverged_reason,
+            }
+            break
+        if outcome.steps_done < run.setup.steps_per_epoch:  # stopped mid-epoch
+            position.step_in_epoch = outcome.steps_done
+            run.save_checkpoint()
+            status = Status.INTERRUPTED
+            break
+        _end_epoch(run, epoch)
+        if outcome.stop and epoch + 1 < config.epochs:
+            status = Status.INTERRUPTED
+            break
+    if status == Status.COMPLETED:
+        outcome_fields["test_loss"], outcome_fields["test_accuracy"] = _evaluate(run.setup, run.state, "test")
+    return _summary(run, status, **outcome_fields)
+
+
+def _end_epoch(run: _Run, epoch: int) -> None:
     """Validation, metrics.jsonl and TensorBoard, then the epoch's checkpoint."""
-    config = setup.config
+    config, setup, position = run.config, run.setup, run.position
     sums = position.partial
     record = {
         "epoch": epoch + 1,
-        "step": global_step,
+        "step": run.global_step,
         "train_loss": sums.loss / sums.examples,
         "train_accuracy": sums.correct / sums.examples,
         "val_loss": None,
         "val_accuracy": None,
-        "learning_rate": float(setup.schedule(global_step - 1)),
+        "learning_rate": float(setup.schedule(run.global_step - 1)),
         "epoch_seconds": None,
         "images_per_second": sums.examples / sums.seconds,
     }
     started = time.perf_counter()
     if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-        record["val_loss"], record["val_accuracy"] = _evaluate(setup, state, "validation")
+        record["val_loss"], record["val_accuracy"] = _evaluate(setup, run.state, "validation")
         position.val_accuracy = record["val_accuracy"]
         if position.best_val_accuracy is None or record["val_accuracy"] > position.best_val_accuracy:
             position.best_val_accuracy, position.best_val_epoch = record["val_accuracy"], epoch + 1
     record["epoch_seconds"] = sums.seconds + time.perf_counter() - started
-    say(
+    run.say(
         f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f} "
         f"acc {100 * record['train_accuracy']:.1f}%"
         + (
@@ -390,15 +413,155 @@ def _end_epoch(setup, state, epoch, position, global_step, checkpoints, run_dir,
         )
         + f", {record['epoch_seconds']:.1f} s, {record['images_per_second']:.0f} img/s"
     )
+    if position.first_epoch_loss is None:
+        position.first_epoch_loss = record["train_loss"]
     position.epoch, position.step_in_epoch = epoch + 1, 0
     position.train_time_s += record["epoch_seconds"]
     position.partial = EpochSums()
     # The line before the checkpoint: a run killed between the two redoes the
     # epoch, and its resumption drops the line (keep_metrics_through).
-    run_dir.log_epoch(record)
-    checkpoints.save(global_step, state, position.to_meta())
+    run.run_dir.log_epoch(record)
+    run.save_checkpoint()
 
 
-def run(config: TrainConfig, *, resume_command: str | None = None) -> dict[str, Any]:
+# --------------------------------------------------------------------------- processes
+
+
+def _everywhere(is_writer: bool, action: Callable[[], None]) -> None:
+    """Runs `action` on process 0 only, and makes every process raise the
+    `RunError` it raised (so no process waits for the others in a collective)."""
+    error = None
+    if is_writer:
+        try:
+            action()
+        except RunError as raised:
+            error = raised
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        code = int(multihost_utils.broadcast_one_to_all(np.int32(error.exit_code if error else 0)))
+        if error is None and code:
+            error = RunError(f"process 0 stopped the run (exit code {code}); see its output")
+            error.exit_code = code
+    if error is not None:
+        raise error
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _check_resumable(config: TrainConfig, run_dir: RunDirectory, overwrite: bool) -> None:
+    """Refuses to resume a run of other settings (before anything is written)."""
+    if overwrite or not has_checkpoint(run_dir.path):
+        return
+    earlier = run_dir.read_config()
+    differences = config.differences(earlier) if earlier else {}
+    if differences:
+        listed = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differences.items())
+        raise ConfigError(
+            f"{config.workdir} holds a run with other settings ({listed}); "
+            "use another --workdir, the same settings, or --overwrite"
+        )
+
+
+def _restore(run: _Run) -> None:
+    """Resumes from the newest checkpoint that restores; those that do not are
+    reported in one line each and moved aside."""
+    run_dir = run.run_dir
+
+    def moved_aside(step, path, error):
+        # The first sentence: TensorStore appends pages of details after it.
+        cause = (str(error).strip().splitlines() or [""])[0].split(". See ")[0][:160]
+        where = run_dir.move_aside(path) if run_dir.writer else path
+        _sync(f"checkpoint {step} moved aside")
+        run.say(
+            f"checkpoint {step} of {run.config.workdir} does not restore "
+            f"({type(error).__name__}: {cause}); moved to {where}, trying an older one"
+        )
+
+    step, run.state, run.position = run.checkpoints.restore_newest(
+        run.setup.initial_state,
+        accept=lambda state, meta: Position.from_meta(meta),
+        on_failure=moved_aside,
+    )
+    run.global_step = int(to_host(run.state.step))
+    run.say(
+        f"resuming {run.config.workdir} from its checkpoint after epoch {run.position.epoch}"
+        + (f", step {run.position.step_in_epoch}" if run.position.step_in_epoch else "")
+    )
+
+
+def train_and_evaluate(
+    config: TrainConfig, *, resume_command: str | None = None, overwrite: bool = False
+) -> RunResult:
+    """Trains `config`'s model, resuming from the workdir's newest checkpoint that
+    restores, and returns the summary (also written to summary.json) with the
+    final train state.
+
+    Args:
+      config: the run.
+      resume_command: how to resume, for an interrupted run's summary (the CLI
+        passes its own command line).
+      overwrite: start over in a workdir that holds a run, removing its files
+        (a directory that holds something else is still refused).
+
+    Raises:
+      ConfigError: a setting that cannot run, or a workdir that must not be used
+        (a file, unwritable, not a run, a run of other settings, a run with
+        results and no checkpoint), found before anything is written.
+      WorkdirBusyError: another live run holds the workdir.
+      CannotResumeError: the workdir has checkpoints and none restores.
+      DataUnavailableError: the dataset must be downloaded or placed first.
+    """
+    is_writer = jax.process_index() == 0
+    say = tqdm.tqdm.write if is_writer else (lambda *_: None)
+    run_dir = RunDirectory(config.workdir, writer=is_writer)
+    # Cheap checks first, so a busy or wrong workdir is refused at once.
+    check_workdir(config.workdir, overwrite=overwrite)
+    _check_resumable(config, run_dir, overwrite)
+    setup = _setup(config)
+    _everywhere(is_writer, lambda: run_dir.open(say))
+    checkpoints = None
+    try:
+        if overwrite:
+            run_dir.clear()
+            _sync("cleared")
+        # After the lock: Orbax's manager tidies the directory when it opens.
+        checkpoints = Checkpoints(run_dir.checkpoints, keep=config.keep_checkpoints)
+        run = _Run(setup, run_dir, checkpoints, StopRequests(), say, setup.initial_state, Position(seed=config.seed))
+        if checkpoints.latest_step() is not None:
+            _restore(run)
+        run_dir.write_config(
+            config, num_devices=setup.mesh.size, mesh={DATA_AXIS: setup.mesh.size},
+            steps_per_epoch=setup.steps_per_epoch, command=resume_command,
+        )
+        run_dir.keep_metrics_through(run.position.epoch)
+        run_dir.write_summary(_summary(run, Status.RUNNING))
+        try:
+            with run.stop_requests:
+                summary = _train(run)
+        except Exception as error:
+            run_dir.write_summary(_summary(run, Status.FAILED, error=f"{type(error).__name__}: {error}"))
+            raise
+        if summary.status == Status.INTERRUPTED:
+            summary.stop_reason = run.stop_requests.name or ("max_steps" if config.max_steps else "signal")
+            summary.resume = resume_command or "run the same config again (same workdir)"
+        run_dir.write_summary(summary)
+        say(summary_line(summary))
+        return RunResult(summary, run.state, setup.model_def)
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
+        run_dir.close()
+
+
+def run(config: TrainConfig, *, resume_command: str | None = None, overwrite: bool = False) -> Summary:
     """Trains and evaluates `config`; returns the summary (see `train_and_evaluate`)."""
-    return train_and_evaluate(config, resume_command=resume_command).summary
+    return train_and_evaluate(config, resume_command=resume_command, overwrite=overwrite).summary

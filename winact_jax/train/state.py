@@ -62,6 +62,8 @@ def create_model(config: TrainConfig, num_classes: int, image_size: tuple[int, i
         options["width"] = config.width
     if config.normalization is not None:
         options["normalization"] = config.normalization
+    if config.learn_influence:  # a model option; models without it refuse it by name
+        options["learn_influence"] = True
     return winact_jax.models.create(
         config.model, num_classes, config.act, rngs=nnx.Rngs(config.seed),
         image_size=image_size, **options,
