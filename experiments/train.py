@@ -21,6 +21,7 @@ from typing import Sequence
 
 import winact_jax
 import winact_jax.data
+import winact_jax.extras
 import winact_jax.models
 from winact_jax.models.activation import PLACEMENTS
 from winact_jax.models.layers import NORMALIZATIONS
@@ -249,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train_and_evaluate(config, resume_command=command, overwrite=args.overwrite)
     except RunError as error:
         fail(str(error), error.exit_code)
-    except winact_jax.data.DataUnavailableError as error:
+    except (winact_jax.data.DataUnavailableError, winact_jax.extras.MissingExtraError) as error:
         fail(str(error))
     if args.dump_params:
         dump_params(args.dump_params, result)

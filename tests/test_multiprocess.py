@@ -50,10 +50,15 @@ def test_two_processes_end_with_identical_parameters(tmp_path):
     finally:
         for process in processes:
             process.kill()
-    for process, output in zip(processes, outputs, strict=True):
+    for index, (process, output) in enumerate(zip(processes, outputs, strict=True)):
         assert process.returncode == 0, output
+        # Each process says once what it waits for; process 0 how many joined.
+        assert output.count(f"process {index} of 2: waiting for the coordinator at 127.0.0.1:{port}") == 1, output
+    assert "process 0: all 2 of 2 processes joined in" in outputs[0]
+    assert "joined in" not in outputs[1]
 
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert not (tmp_path / "run" / "run.lock").exists()
     assert summary["num_processes"] == 2 and summary["num_devices"] == 4
     assert summary["global_step"] == 2 and summary["status"] == "interrupted"
     first, second = (np.load(tmp_path / f"params.{index}.npz") for index in range(2))

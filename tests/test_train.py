@@ -17,7 +17,7 @@ import pytest
 import winact_jax.data
 from winact_jax.sharding import make_mesh, replicate, to_host
 from winact_jax.train import ConfigError, NotApplicableError, Status, TrainConfig, train_and_evaluate
-from winact_jax.train import steps
+from winact_jax.train import loop, optim, steps
 from winact_jax.train.config import default_epochs
 from winact_jax.train.loop import _training_split, divergence_reason
 from winact_jax.train.optim import make_optimizer, make_schedule
@@ -311,3 +311,11 @@ def test_label_noise_changes_only_the_training_labels(tmp_path, digits):
     assert 0.35 < changed < 0.5  # half replaced by a uniform label, its own included 1 time in 10
     with pytest.raises(ValueError, match="label_noise"):
         TrainConfig(act="relu", label_noise=1.0)
+
+
+@pytest.mark.parametrize("module", [loop, optim])
+def test_doctests_pass(module):
+    import doctest
+
+    failed, attempted = doctest.testmod(module, verbose=False)
+    assert attempted > 0 and failed == 0, f"{failed} of {attempted} doctest examples of {module.__name__} failed"

@@ -329,7 +329,7 @@ def defaults_table() -> str:
 _DEPENDENT_DEFAULTS = {
     "learn_influence": "off",
     "width": "the model's: 1",
-    "normalization": "the model's: batch for resnets, none for seed_backbone and lenet",
+    "normalization": "the model's: batch for the resnets, none for seed_backbone",
     "data_dir": "$TFDS_DATA_DIR or ~/tensorflow_datasets",
     "epochs": f"{PAPER_EPOCHS}, the paper's; {DIGITS_EPOCHS} on digits",
     "momentum": f"{SGD_MOMENTUM} (SGD only)",

@@ -15,8 +15,51 @@ one machine over 127.0.0.1.
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import time
 
 import jax
+
+# How often process 0 says it is still waiting for the others to connect.
+WAITING_REPORT_EVERY_S = 15.0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _join(coordinator: str, num_processes: int, process_id: int) -> None:
+    """`jax.distributed.initialize`, saying what it waits for: every process says
+    once that it is waiting for the coordinator; process 0 says every
+    `WAITING_REPORT_EVERY_S` seconds that it is still waiting, and how many joined."""
+    _say(
+        f"process {process_id} of {num_processes}: waiting for the coordinator at {coordinator} "
+        f"(all {num_processes} processes must start)"
+    )
+    started = time.monotonic()
+    joined = threading.Event()
+
+    def report_waiting():
+        while not joined.wait(WAITING_REPORT_EVERY_S):
+            _say(
+                f"process 0: still waiting for the other {num_processes - 1} process(es) to join "
+                f"({time.monotonic() - started:.0f} s so far)"
+            )
+
+    if process_id == 0:
+        threading.Thread(target=report_waiting, daemon=True).start()
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+        )
+    finally:
+        joined.set()
+    if process_id == 0:
+        _say(
+            f"process 0: all {jax.process_count()} of {num_processes} processes joined in "
+            f"{time.monotonic() - started:.1f} s ({jax.device_count()} devices)"
+        )
 
 
 def cluster_task_count() -> int:
@@ -70,7 +113,5 @@ def initialize(
         )
     if ":" not in coordinator:
         raise ValueError(f"--coordinator must be HOST:PORT; got {coordinator!r}")
-    jax.distributed.initialize(
-        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
-    )
+    _join(coordinator, num_processes, process_id)
     return num_processes > 1

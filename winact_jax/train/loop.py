@@ -113,13 +113,17 @@ def divergence_reason(
     if not math.isfinite(loss):
         return "non-finite loss"
     if loss > max_loss:
-        return f"loss {format_number(loss)} above max_loss {format_number(max_loss)}"
+        return f"loss {_three_digits(loss)} above max_loss {format_number(max_loss)}"
     if first_epoch_loss is not None and loss > divergence_factor * first_epoch_loss:
         return (
-            f"loss {format_number(loss)} above divergence_factor {format_number(divergence_factor)} "
-            f"x the first epoch's mean loss {first_epoch_loss:.3g}"
+            f"loss {_three_digits(loss)} above divergence_factor {format_number(divergence_factor)} "
+            f"x the first epoch's mean loss {_three_digits(first_epoch_loss)}"
         )
     return None
+
+
+def _three_digits(value: float) -> str:
+    return format_number(float(f"{value:.3g}"))
 
 
 @dataclasses.dataclass
