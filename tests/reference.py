@@ -463,3 +463,13 @@ def frelu(x, kernel, scale, bias):
                     total += x[b, hh, ww, c] * kernel[u, v, c]
         t[b, h, w, c] = scale[c] * total + bias[c]
     return np.maximum(x, t)
+
+
+def kept_ext(name, x, window=DEFAULT_WINDOW, threshold=DEFAULT_THRESHOLD, mode="tiled", over="spatial"):
+    """The boolean selection mask of a selection activation, over each element's window."""
+    name = ALIASES.get(name, name)
+
+    def fn(w, i, a, _):
+        return _window_kept(name, w, threshold)[i]
+
+    return _per_element(name, x, window, 0.0, threshold, mode, over, fn).astype(bool)

@@ -287,24 +287,20 @@ def tile(shape: tuple[int, ...], window: WindowSize) -> Tiling:
 
 def _shifted_sum(values: jax.Array, axis: int, before: int, after: int, op: str) -> jax.Array:
     """Along `axis`: `out[i] = op over values[i - before ... i + after]`, clipped to
-    the axis (padding takes `op`'s identity).
+    the axis (the padding takes `op`'s identity).
 
-    Written as a sum (or max) of `before + after + 1` shifted slices of one padded
-    array, which XLA fuses into a single loop over the output.
+    One `lax.reduce_window` along one axis: separable passes measured faster on
+    XLA:CPU than one multi-axis window, and than sums of shifted slices.
     """
     if before == 0 and after == 0:
         return values
-    size = values.shape[axis]
-    identity = 0 if op == SUM else -jnp.inf
-    pads = [(0, 0)] * values.ndim
-    pads[axis] = (before, after)
-    padded = jnp.pad(values, pads, constant_values=jnp.array(identity, values.dtype))
-    combine = jnp.add if op == SUM else jnp.maximum
-    out = None
-    for start in range(before + after + 1):
-        part = jax.lax.slice_in_dim(padded, start, start + size, axis=axis)
-        out = part if out is None else combine(out, part)
-    return out
+    window = [1] * values.ndim
+    window[axis] = before + after + 1
+    padding = [(0, 0)] * values.ndim
+    padding[axis] = (before, after)
+    if op == SUM:
+        return jax.lax.reduce_window(values, jnp.zeros((), values.dtype), jax.lax.add, window, None, padding)
+    return jax.lax.reduce_window(values, jnp.array(-jnp.inf, values.dtype), jax.lax.max, window, None, padding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,10 +380,14 @@ class Neighbourhood:
         (`{i : j in N(i)}`: the offsets mirrored), which is what the backward pass
         of a neighbourhood sum needs. Returns one full-size array per term.
         """
+        # Sums in the widest floating type of the terms, at least float32 (so a
+        # count reduced beside a float64 sum is float64 too); a max in its own type.
+        floating = [v.dtype for _, v in terms if jnp.issubdtype(v.dtype, jnp.floating)]
+        sum_dtype = jnp.promote_types(jnp.result_type(*floating) if floating else jnp.float32, jnp.float32)
         results = []
         for op, values in terms:
             if op == SUM:
-                values = values.astype(jnp.promote_types(values.dtype, jnp.float32))
+                values = values.astype(sum_dtype)
             elif op != MAX:
                 raise ValueError(f"op must be {SUM!r} or {MAX!r}; got {op!r}")
             for d, (before, after) in enumerate(self.offsets):
