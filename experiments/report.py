@@ -36,6 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from winact_jax import extras
 from winact_jax.train.outcomes import Status
 from winact_jax.train.run_dir import RunRecord, find_runs
 
@@ -170,12 +171,22 @@ def _mean_curve(runs: Sequence[Run], key: str) -> tuple[np.ndarray, np.ndarray] 
     return epochs, np.array([np.mean(per_epoch[e]) for e in epochs])
 
 
-def plot_curves(path: Path, dataset: str, rows: Sequence[Row], key: str, ylabel: str) -> bool:
-    import matplotlib
-
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend; None, after one notice, when
+    matplotlib (the "report" extra) is not installed: the tables are written anyway."""
+    matplotlib = extras.optional("matplotlib", "report", "report figures")
+    if matplotlib is None:
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_curves(path: Path, dataset: str, rows: Sequence[Row], key: str, ylabel: str) -> bool:
+    plt = _pyplot()
+    if plt is None:
+        return False
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -198,13 +209,9 @@ def plot_curves(path: Path, dataset: str, rows: Sequence[Row], key: str, ylabel:
 
 
 def plot_test_accuracy(path: Path, dataset: str, rows: Sequence[Row]) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in rows if r.mean is not None]
-    if not rows:
+    plt = _pyplot() if rows else None
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4.5))
     positions = np.arange(len(rows))

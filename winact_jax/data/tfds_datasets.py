@@ -33,6 +33,7 @@ import zipfile
 
 import numpy as np
 
+from winact_jax import extras
 from winact_jax.data import splits
 from winact_jax.data.dataset import (
     SYMMETRIC_RANGE,
@@ -230,8 +231,8 @@ def _import_tfds():
     tf.data only decodes and resizes images here; a GPU build of TensorFlow would
     otherwise reserve accelerator memory that JAX needs.
     """
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+    tf = extras.require("tensorflow", "tfds", "the TFDS datasets")
+    tfds = extras.require("tensorflow_datasets", "tfds", "the TFDS datasets")
 
     # A RuntimeError means TensorFlow already initialised its devices: nothing to hide.
     with contextlib.suppress(RuntimeError):

@@ -27,9 +27,10 @@ from __future__ import annotations
 import posixpath
 import zipfile
 
-import tensorflow_datasets as tfds
-
+from winact_jax import extras
 from winact_jax.data.tfds_datasets import SOURCE_FILES
+
+tfds = extras.require("tensorflow_datasets", "tfds", "the TFDS datasets")
 
 ARCHIVE_NAME, DOWNLOAD_URL = SOURCE_FILES["tiny_imagenet"]
 IMAGE_SIZE = 64
