@@ -452,13 +452,13 @@ def frelu(x, kernel, scale, bias):
     x = np.asarray(x, np.float64)
     kernel = np.asarray(kernel, np.float64)
     batch, height, width, channels = x.shape
-    k = kernel.shape[0]
+    k_h, k_w = kernel.shape[:2]  # the spec's k x k; a k_h x k_w kernel places each axis alike
     t = np.zeros_like(x)
     for b, h, w, c in np.ndindex(*x.shape):
         total = 0.0
-        for u in range(k):
-            for v in range(k):
-                hh, ww = h + u - (k - 1) // 2, w + v - (k - 1) // 2
+        for u in range(k_h):
+            for v in range(k_w):
+                hh, ww = h + u - (k_h - 1) // 2, w + v - (k_w - 1) // 2
                 if 0 <= hh < height and 0 <= ww < width:
                     total += x[b, hh, ww, c] * kernel[u, v, c]
         t[b, h, w, c] = scale[c] * total + bias[c]
