@@ -29,6 +29,8 @@ import jax.numpy as jnp
 
 import winact_jax as wa
 from experiments import timing
+from experiments.cli import PAPER_TABLE1_ACTS
+from experiments.cli import activation_list as _activation_list
 from winact_jax.backends import prefer_eigen_convolutions
 
 
@@ -37,16 +39,6 @@ def _int_tuple(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _activation_list(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    for name in names:
-        try:
-            wa.canonical_name(name)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    return names
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -159,8 +151,6 @@ def run_activations(args: argparse.Namespace) -> int:
 
 # The seed's runtime table: Caltech-101 shapes, 95 batches of 64 an epoch.
 EPOCH_IMAGE_SIZE, EPOCH_BATCH_SIZE, EPOCH_BATCHES, EPOCH_CLASSES = 64, 64, 95, 101
-SEED_TABLE_ACTS = ("relu", "leaky_relu", "gelu", "max", "max_relu", "softmax_threshold", "nelu", "pnelu",
-                   "inhibitor", "excitator")
 
 
 def synthetic_dataset(image_size: int, num_examples: int, num_classes: int):
@@ -323,14 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--batch-size", type=int, default=64, help="global batch (default: 64)")
     step.add_argument("--width", type=float, default=None, help="model width multiplier (default: the model's)")
     step.add_argument("--num-classes", type=int, default=100, help="classes of the head (default: 100)")
-    step.add_argument("--acts", type=_activation_list, default=list(SEED_TABLE_ACTS),
+    step.add_argument("--acts", type=_activation_list, default=list(PAPER_TABLE1_ACTS),
                       help="comma-separated activations (default: the seed's ten); relu is always timed")
     step.add_argument("--steps", type=int, default=10, help="timed steps per activation (default: 10)")
     step.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     step.set_defaults(run=run_train_step)
 
     epoch = commands.add_parser("epoch", help="the seed's runtime table: SeedBackbone epochs on Caltech-101 shapes")
-    epoch.add_argument("--acts", type=_activation_list, default=list(SEED_TABLE_ACTS),
+    epoch.add_argument("--acts", type=_activation_list, default=list(PAPER_TABLE1_ACTS),
                        help="comma-separated activations (default: the seed's ten); relu is always timed")
     epoch.add_argument("--image-size", type=int, default=EPOCH_IMAGE_SIZE, help="default: 64")
     epoch.add_argument("--batch-size", type=int, default=EPOCH_BATCH_SIZE, help="default: 64")

@@ -47,6 +47,8 @@ AXES = (
     ("learning_rates", "learning_rate", "lr"),
     ("batch_sizes", "batch_size", "b"),
     ("label_noises", "label_noise", "n"),
+    ("normalizations", "normalization", "norm"),
+    ("schedules", "schedule", "sched"),
 )
 
 
@@ -67,6 +69,8 @@ class Grid:
     learning_rates: tuple[float, ...] = ()
     batch_sizes: tuple[int, ...] = ()
     label_noises: tuple[float, ...] = ()
+    normalizations: tuple[str, ...] = ()
+    schedules: tuple[str, ...] = ()
     settings: tuple[tuple[str, Any], ...] = ()
 
     @property
@@ -100,6 +104,18 @@ PRESETS: dict[str, tuple[Grid, ...]] = {
              settings=(("model", "seed_backbone"), ("width", 0.25), ("epochs", 6), ("progress", False))),
     ),
 }
+
+
+def _add_seed_presets() -> None:
+    """The other seed studies' presets (experiments/presets_seed.py), where present."""
+    try:
+        from experiments import presets_seed
+    except ImportError:
+        return
+    PRESETS.update(presets_seed.presets())
+
+
+_add_seed_presets()
 
 
 def _short(value) -> str:
@@ -224,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = {"windows": (int, "integers"), "influences": (float, "numbers"), "thresholds": (float, "numbers"),
              "window_modes": (str, "window modes"), "window_overs": (str, "window axes"),
              "learn_influences": (_boolean, "true/false values"), "learning_rates": (float, "learning rates"),
-             "batch_sizes": (int, "integers"), "label_noises": (float, "fractions")}
+             "batch_sizes": (int, "integers"), "label_noises": (float, "fractions"),
+             "normalizations": (str, "normalizations"), "schedules": (str, "schedules")}
     for axis, field, _ in AXES:
         convert, what = kinds[axis]
         parser.add_argument(flags.get(axis, "--" + axis.replace("_", "-")), dest=axis, type=comma_list(convert, what),

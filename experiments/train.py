@@ -102,14 +102,6 @@ bound = _argument_type(float, lambda v: v > 0 and not math.isnan(v), "a positive
 factor = _argument_type(float, lambda v: v > 1 and not math.isnan(v), "a number above 1, or inf")
 
 
-def activation_name(text: str) -> str:
-    try:
-        winact_jax.canonical_name(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
 CONFIG_FIELDS = {name for name in TrainConfig.__dataclass_fields__}
 
 
