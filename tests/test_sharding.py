@@ -80,12 +80,3 @@ def test_a_mesh_without_the_data_axis_is_refused_by_name():
     with pytest.raises(ValueError, match=r"the mesh has no 'data' axis \(axes: \('model',\)\)"):
         sharding.check_batch_divisible(4, mesh)
 
-
-def test_old_import_paths_name_the_same_objects():
-    # loop.py and experiments/train.py still import these from their old homes.
-    from winact_jax.data import serving
-    from winact_jax.train import state, steps
-
-    assert serving.DATA_AXIS is sharding.DATA_AXIS
-    assert steps.make_mesh is sharding.make_mesh
-    assert state.replicate is sharding.replicate and state.to_host is sharding.to_host

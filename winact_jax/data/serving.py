@@ -39,7 +39,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from winact_jax.data.dataset import Split
-from winact_jax.sharding import DATA_AXIS  # noqa: F401  (old home, still imported by train/loop.py)
 from winact_jax.sharding import batch_sharding, check_batch_divisible, replicate, replicated
 
 AUGMENT_PADDING = 4  # pixels of zero padding around the image before the random crop

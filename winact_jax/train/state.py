@@ -18,8 +18,6 @@ import optax
 from flax import nnx, struct
 
 import winact_jax.models
-# Old home of these two, still imported by train/loop.py and experiments/train.py.
-from winact_jax.sharding import replicate, to_host  # noqa: F401
 from winact_jax.train.config import TrainConfig
 
 PRECISION_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

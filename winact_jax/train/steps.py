@@ -23,7 +23,6 @@ from jax.sharding import Mesh
 
 from winact_jax.data import Dataset, DeviceSplit, augment, gather_batch
 from winact_jax.sharding import batch_sharding, data_axis_size, put, replicated
-from winact_jax.sharding import make_mesh  # noqa: F401  (old home, still used by train/loop.py)
 from winact_jax.train.state import ModelDef, TrainState
 
 # Augmentation draws from its own stream of the run's seed, apart from the epoch
