@@ -3,7 +3,8 @@
 A user's model takes its activation as a function; any winact_jax activation, with
 its parameters bound by `functools.partial` or `winact_jax.get`, must train there:
 in a `flax.linen` module and in an NNX module, on feature maps (rank 4) and on
-dense features (rank 2).
+dense features (rank 2). The layers with learned parameters (`PReLU`, `FReLU`,
+`LearnableInfluence` of `winact_jax.models`) drop into a user's NNX model too.
 """
 
 import functools
@@ -19,6 +20,7 @@ import pytest
 from flax import nnx
 
 import winact_jax as wa
+from winact_jax.models import FReLU, LearnableInfluence, PReLU
 
 ACTIVATIONS = {
     "partial(nelu, window=2)": functools.partial(wa.nelu, window=2),
@@ -113,3 +115,48 @@ def test_nnx_module_trains_with_window_activation(act):
     chex.assert_tree_all_finite(grads)
     assert any(jnp.any(g != 0) for g in jax.tree.leaves(grads))
     assert float(nnx.jit(loss_fn)(model)) < float(loss)
+
+
+class NNXNetWithLayers(nnx.Module):
+    """A user's NNX model built from winact_jax's activation layers (learned parameters)."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(3, 8, (3, 3), rngs=rngs)
+        self.conv_act = FReLU(8, rngs=rngs)
+        self.conv2 = nnx.Conv(8, 8, (3, 3), rngs=rngs)
+        self.conv2_act = LearnableInfluence("nelu", 8, influence=0.2, window=2, mode="centered")
+        self.hidden = nnx.Linear(6 * 6 * 8, 16, rngs=rngs)
+        self.hidden_act = PReLU(16)
+        self.out = nnx.Linear(16, NUM_CLASSES, rngs=rngs)
+
+    def __call__(self, x):
+        x = self.conv2_act(self.conv2(self.conv_act(self.conv(x))))
+        x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape(x.shape[0], -1)
+        return self.out(self.hidden_act(self.hidden(x)))
+
+
+def test_nnx_module_trains_with_activation_layers():
+    x, labels = batch()
+    model = NNXNetWithLayers(rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+    before = nnx.clone(nnx.state(model, nnx.Param))
+
+    def loss_fn(model):
+        return cross_entropy(model(x), labels)
+
+    @nnx.jit
+    def step(model, optimizer):
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    first = float(step(model, optimizer))
+    for _ in range(3):
+        step(model, optimizer)
+    assert float(nnx.jit(loss_fn)(model)) < first
+    # Every activation layer's own parameters moved.
+    after = nnx.state(model, nnx.Param)
+    for layer, name in [("conv_act", "kernel"), ("conv2_act", "influence_logit"), ("hidden_act", "slope")]:
+        assert not np.allclose(before[layer][name][...], after[layer][name][...]), layer
+    assert jnp.all((model.conv2_act.influence >= 0) & (model.conv2_act.influence <= 1))

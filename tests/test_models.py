@@ -320,6 +320,106 @@ def test_bad_model_options():
         models.ResNet(NUM_CLASSES, widths=(64, 32, 16), rngs=nnx.Rngs(0))
 
 
+# ---------------------------------------------------------------- activation layers
+
+# `act` configurations of round 2 (docs/spec.md, "Round 2: beyond the seed").
+ACT_CONFIGS = {
+    "relu": dict(act="relu"),
+    "nelu": dict(act="nelu", act_params={"window": 2}),
+    "prelu": dict(act="prelu"),
+    "frelu": dict(act="frelu"),
+    "nelu-learned": dict(act="nelu", act_params={"window": 2}, learn_influence=True),
+    "nelu-centered": dict(act="nelu", act_params={"window": 3, "mode": "centered"}),
+    "nelu-channels": dict(act="nelu", act_params={"window": 2, "over": "channels"}),
+}
+# Small versions of every model, on 16x16 images.
+SMALL = {
+    "resnet": (models.ResNet, dict(depth=8, width=0.25)),
+    "seed_backbone": (models.SeedBackbone, dict(width=0.0625)),
+    "lenet": (models.LeNet, dict(image_size=16)),
+    "stl_net": (models.StlNet, dict(width=0.125)),
+}
+LEARNED = {"prelu": "slope", "frelu": "kernel", "nelu-learned": "influence_logit"}
+
+
+@pytest.mark.parametrize(
+    "model_name, config",
+    # Every configuration through the ResNet; the layers with parameters through
+    # the others (dense features in LeNet); relu and nelu are tested above.
+    [("resnet", c) for c in ACT_CONFIGS if c not in ("relu", "nelu")]
+    + [("lenet", c) for c in ("prelu", "frelu", "nelu-learned")]
+    + [("seed_backbone", "frelu"), ("seed_backbone", "nelu-learned"), ("stl_net", "prelu")],
+)
+def test_every_model_trains_with_every_activation_layer(model_name, config):
+    constructor, size_options = SMALL[model_name]
+    options = dict(ACT_CONFIGS[config])
+    model = constructor(NUM_CLASSES, options.pop("act"), rngs=nnx.Rngs(0), **size_options, **options)
+    x, labels = images(2, 16), jnp.array([1, 7])
+    loss, grads = nnx.value_and_grad(cross_entropy)(model, x, labels)
+    chex.assert_tree_all_finite((loss, grads))
+    layers = activation_layers(model)
+    assert len({id(layer) for layer in layers.values()}) == len(layers)  # one layer per site
+    if config in LEARNED:
+        # Every layer holds its own parameter, and the gradient reaches each one.
+        for path, layer in layers.items():
+            gradient = grads
+            for key in (*path, LEARNED[config]):
+                gradient = gradient[key]
+            gradient = gradient[...]
+            assert gradient.shape[-1] == layer.channels and jnp.any(gradient != 0), path
+    else:
+        assert not jax.tree.leaves(nnx.state(layers, nnx.Param))
+    model.eval()
+    chex.assert_tree_all_finite(model(x))
+
+
+def parameter_count(model):
+    return sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def test_parametric_layers_add_their_parameters_per_channel_per_site():
+    def count(act, **kw):
+        return parameter_count(nnx.eval_shape(lambda: models.create("resnet20", NUM_CLASSES, act, rngs=nnx.Rngs(0), **kw)))
+
+    relu = count("relu")
+    assert relu == 269_722  # He et al.'s ResNet-20 (0.27M), as in round 1
+    # Channels at the 19 sites: the stem (16) and two per block, 3 blocks per stage of 16, 32, 64.
+    channels = 16 + 2 * 3 * (16 + 32 + 64)
+    assert count("prelu") - relu == channels
+    assert count("nelu", learn_influence=True) - relu == channels
+    assert count("frelu") - relu == channels * (9 + 2)  # a 3x3 depthwise kernel, batch norm's scale and bias
+    assert count("frelu", act_params={"kernel_size": 5}) - relu == channels * (25 + 2)
+    assert count("prelu", placement="stem") - relu == 16
+    for act in ("relu", "nelu", "max", "gelu"):
+        assert count(act) == relu
+    lenet = nnx.eval_shape(lambda: models.create("lenet", NUM_CLASSES, "prelu", rngs=nnx.Rngs(0)))
+    assert parameter_count(lenet) == 62_006 + 6 + 16 + 120 + 84
+
+
+def test_prelu_and_learned_influence_start_where_configured():
+    model = models.create("lenet", NUM_CLASSES, "prelu", act_params={"slope": 0.1, "window": 4}, rngs=nnx.Rngs(0))
+    for path, layer in activation_layers(model).items():
+        chex.assert_trees_all_equal(layer.slope[...], jnp.full((layer.channels,), 0.1, jnp.float32))
+    model = models.create("lenet", NUM_CLASSES, "excitator", act_params={"influence": 0.4, "mode": "centered"},
+                          learn_influence=True, rngs=nnx.Rngs(0))
+    for path, layer in activation_layers(model).items():
+        assert layer.activation == wa.get("excitator", mode="centered")
+        chex.assert_trees_all_close(layer.influence, jnp.full((layer.channels,), 0.4), rtol=1e-6)
+
+
+def test_model_activation_errors():
+    with pytest.raises(ValueError, match="learn_influence applies to .*nelu.*'relu' takes none"):
+        models.create("lenet", NUM_CLASSES, "relu", learn_influence=True, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="learn_influence applies .*'prelu'"):
+        models.create("resnet20", NUM_CLASSES, "prelu", learn_influence=True, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="learn_influence needs an activation given by name"):
+        models.create("seed_backbone", NUM_CLASSES, jax.nn.relu, learn_influence=True, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="'frelu' got unexpected parameter.*windw"):
+        models.create("lenet", NUM_CLASSES, "frelu", act_params={"windw": 3}, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="mode"):
+        models.create("lenet", NUM_CLASSES, "nelu", act_params={"mode": "sliding"}, rngs=nnx.Rngs(0))
+
+
 # ---------------------------------------------------------------- normalization and modes
 
 

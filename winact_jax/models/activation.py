@@ -41,8 +41,10 @@ from flax.typing import Dtype
 
 import winact_jax
 from winact_jax.models.layers import BATCH_NORM_MOMENTUM
+from winact_jax.parametric import DEFAULT_SLOPE
 from winact_jax.registry import function as registered_function
 from winact_jax.window_activations import check_influence
+from winact_jax.windows import _is_int
 
 ActivationLike = Union[str, Callable[[jax.Array], jax.Array]]
 
@@ -55,8 +57,6 @@ PLACEMENTS = ("all", "stem")
 # the activation does not take it, so a typo fails loudly instead of being dropped.
 SHARED_PARAMS = ("window", "influence", "threshold")
 
-# He et al. (2015) initialise PReLU's slopes at 0.25.
-DEFAULT_PRELU_SLOPE = 0.25
 # Ma et al. (2020) use a 3x3 funnel.
 DEFAULT_FRELU_KERNEL_SIZE = 3
 
@@ -116,10 +116,6 @@ def check_takes_influence(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- layers
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_channels(channels) -> int:
@@ -200,8 +196,8 @@ class _PerChannel(ActivationLayer):
 class PReLU(_PerChannel):
     """PReLU (He et al., 2015) with a learned slope per channel: `winact_jax.prelu`.
 
-    `y = x` where `x > 0`, else `slope[c] * x`. The slope is float32 and cast to the
-    input's dtype.
+    `y = x` where `x > 0`, else `slope[c] * x`, in the input's dtype; the slope is a
+    float32 parameter, initialised at `init` (He et al.: 0.25).
 
     Example:
       >>> layer = PReLU(2, init=0.5)
@@ -209,7 +205,7 @@ class PReLU(_PerChannel):
       Array([[-1.,  3.]], dtype=float32)
     """
 
-    def __init__(self, channels: int, init: float = DEFAULT_PRELU_SLOPE):
+    def __init__(self, channels: int, init: float = DEFAULT_SLOPE):
         """
         Args:
           channels: the input's last axis.
@@ -220,7 +216,7 @@ class PReLU(_PerChannel):
 
     def activate(self, x: jax.Array) -> jax.Array:
         self._check_input(x)
-        return winact_jax.prelu(x, self.slope[...].astype(x.dtype))
+        return winact_jax.prelu(x, self.slope[...])
 
 
 def _depthwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:

@@ -68,7 +68,7 @@ def _combine(summaries: tuple[OutputSummary, ...]) -> dict[str, jax.Array]:
         live = live | s.live
     return {
         "zero_fraction": zeros.astype(jnp.float32) / size.astype(jnp.float32),
-        "dead_fraction": 1.0 - jnp.mean(live, dtype=jnp.float32),
+        "dead_fraction": jnp.sum(~live, dtype=jnp.float32) / live.size,
         "mean": total / size.astype(jnp.float32),
         "max": maximum,
     }
