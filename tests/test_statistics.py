@@ -201,3 +201,22 @@ def test_flatten_statistics():
 def test_doctests_pass():
     failed, attempted = doctest.testmod(statistics, verbose=False)
     assert attempted >= 5 and failed == 0, (failed, attempted)
+
+
+def test_data_parallel_batch_gives_the_same_statistics():
+    # As training holds it: the state replicated over a 4-device data mesh, the
+    # batch split along "data"; the statistics are over the global batch.
+    from winact_jax.sharding import batch_sharding, make_mesh, put, replicate, replicated
+
+    mesh = make_mesh()
+    assert mesh.size == 4
+    model = models.create("lenet", 10, "prelu", image_size=16, rngs=nnx.Rngs(0))
+    model.eval()
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(8, 16, 16, 3)), jnp.float32)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    measure = jax.jit(statistics_from_state, static_argnums=0, out_shardings=replicated(mesh))
+    sharded, _ = measure(graphdef, replicate((params, rest), mesh), put(x, batch_sharding(mesh)))
+    single, _ = jax.jit(statistics_from_state, static_argnums=0)(graphdef, (params, rest), x)
+    chex.assert_trees_all_close(sharded, single, rtol=1e-5, atol=1e-6)
+    flat = flatten_statistics(sharded)
+    assert flat["act/conv1_act/dead_fraction"] == float(single["conv1_act"]["dead_fraction"])

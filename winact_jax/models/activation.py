@@ -351,8 +351,6 @@ class LearnableInfluence(_PerChannel):
 # --------------------------------------------------------------------------- act
 
 
-
-
 def _reject_unknown(name: str, params: dict, accepted: str) -> None:
     unknown = sorted(set(params) - {accepted})
     if unknown:
