@@ -220,3 +220,14 @@ def test_data_parallel_batch_gives_the_same_statistics():
     chex.assert_trees_all_close(sharded, single, rtol=1e-5, atol=1e-6)
     flat = flatten_statistics(sharded)
     assert flat["act/conv1_act/dead_fraction"] == float(single["conv1_act"]["dead_fraction"])
+
+    # As a training loop builds it: gather a fixed batch from device-resident data
+    # and normalize it inside the same program.
+    images = put(jnp.concatenate([x, -x]), replicated(mesh))
+    step = models.make_statistics_step(
+        graphdef, lambda images, indices: images[indices] * 2.0, out_shardings=replicated(mesh)
+    )
+    state = replicate((params, rest), mesh)
+    gathered, _ = step(state, images, replicate(jnp.arange(8), mesh))
+    expected, _ = jax.jit(statistics_from_state, static_argnums=0)(graphdef, (params, rest), 2.0 * x)
+    chex.assert_trees_all_close(gathered, expected, rtol=1e-5, atol=1e-6)

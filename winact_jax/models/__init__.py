@@ -52,6 +52,7 @@ from winact_jax.models.statistics import (
     activation_statistics,
     flatten_statistics,
     learned_influences,
+    make_statistics_step,
     statistics_from_state,
 )
 from winact_jax.models.stl_net import StlNet
@@ -141,6 +142,7 @@ __all__ = [
     "flatten_statistics",
     "layer_factory",
     "learned_influences",
+    "make_statistics_step",
     "names",
     "resolve",
     "statistics_from_state",

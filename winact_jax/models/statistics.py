@@ -27,13 +27,14 @@ computed) while it trains.
 
 In a training loop that holds the model as a graph definition and its state,
 `statistics_from_state` is the same computation as a pure function (`jax.jit` it
-with the graph definition static), and `flatten_statistics` turns its result into
-the flat float-valued keys of a metrics record.
+with the graph definition static, or build the jitted step with
+`make_statistics_step`), and `flatten_statistics` turns its result into the flat
+float-valued keys of a metrics record.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +112,34 @@ def statistics_from_state(graphdef: nnx.GraphDef, state: Any, x: jax.Array) -> t
     states = state if isinstance(state, (tuple, list)) else (state,)
     model = nnx.merge(graphdef, *states, copy=True)
     return _recorded_statistics(model, x), learned_influences(model)
+
+
+def make_statistics_step(
+    graphdef: nnx.GraphDef,
+    prepare: Callable[..., jax.Array] | None = None,
+    *,
+    out_shardings=None,
+) -> Callable[..., tuple[Statistics, dict[str, jax.Array]]]:
+    """`statistics_from_state` for one model, jitted: `step(state, *inputs)`.
+
+    Args:
+      graphdef: the model's `nnx.GraphDef` (evaluation mode, usually).
+      prepare: `prepare(*inputs) -> x`, traced into the same program: e.g. gather
+        a fixed batch from device-resident data and normalize it. Default: the
+        one input is `x`.
+      out_shardings: for `jax.jit`, e.g. `NamedSharding(mesh, P())` so every
+        process can read the result.
+
+    Returns:
+      `step(state, *inputs) -> (statistics, influences)`; pass both to
+      `flatten_statistics` for a metrics record. One compilation per input shape.
+    """
+
+    def step(state, *inputs):
+        x = prepare(*inputs) if prepare is not None else inputs[0]
+        return statistics_from_state(graphdef, state, x)
+
+    return jax.jit(step, out_shardings=out_shardings)
 
 
 def activation_statistics(model: nnx.Module, x: jax.Array) -> Statistics:
