@@ -23,6 +23,7 @@ import winact_jax
 import winact_jax.data
 import winact_jax.extras
 import winact_jax.models
+from experiments.cli import activation_name
 from winact_jax.models.activation import PLACEMENTS
 from winact_jax.models.layers import NORMALIZATIONS
 from winact_jax.train.config import (

@@ -527,9 +527,14 @@ def train_and_evaluate(
     is_writer = jax.process_index() == 0
     say = tqdm.tqdm.write if is_writer else (lambda *_: None)
     run_dir = RunDirectory(config.workdir, writer=is_writer)
-    # Cheap checks first, so a busy or wrong workdir is refused at once.
-    check_workdir(config.workdir, overwrite=overwrite)
-    _check_resumable(config, run_dir, overwrite)
+    def check():
+        check_workdir(config.workdir, overwrite=overwrite)
+        _check_resumable(config, run_dir, overwrite)
+
+    # Cheap checks first, so a busy or wrong workdir is refused at once; on
+    # process 0 only, which alone takes the lock (another process could see it
+    # taken, by process 0, and stop).
+    _everywhere(is_writer, check)
     setup = _setup(config)
     _everywhere(is_writer, lambda: run_dir.open(say))
     checkpoints = None
