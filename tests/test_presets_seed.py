@@ -31,7 +31,7 @@ def expanded():
 
 def test_sweep_offers_every_preset_of_this_module():
     assert set(presets_seed.presets()) <= set(sweep.PRESETS)
-    assert set(SMALL + FULL + ("mnist5k-table",)) == set(presets_seed.presets())
+    assert set(SMALL + FULL + ("mnist5k-table", "mnist5k-table-resnet38")) == set(presets_seed.presets())
 
 
 def test_run_directories_are_distinct_within_each_preset(expanded):
@@ -63,6 +63,12 @@ def test_mnist5k_table_has_every_activation_tiled_and_centered(expanded):
     assert set(windowed) == {(a, m, w) for a in wa.names("window") for m, w in (("tiled", 4), ("centered", 3))}
     assert set(windowed.values()) == {3}  # three seeds each
     assert all(c.window is None and c.window_mode is None for c in configs if c.act in baselines)
+    # the GPU version is the same grid on ResNet-38 at full width
+    resnet38 = expanded["mnist5k-table-resnet38"]
+    assert {(c.model, c.width, c.epochs) for c in resnet38} == {("resnet38", 1.0, 10)}
+    assert [(c.act, c.window, c.window_mode, c.seed) for c in resnet38] == [
+        (c.act, c.window, c.window_mode, c.seed) for c in configs
+    ]
 
 
 def test_small_presets_run_on_mnist5k_and_full_ones_on_the_seeds_data(expanded):
