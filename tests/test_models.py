@@ -520,3 +520,13 @@ def test_main_prints_every_model():
         assert row.count("(1, 10)") == 2
     (lenet,) = [line for line in lines if line.startswith("lenet")]
     assert "62,006" in lenet  # the classic LeNet's parameter count at 32x32
+
+
+def test_main_counts_the_parameters_of_an_activation_layer():
+    result = subprocess.run([sys.executable, "-m", "winact_jax.models", "--act", "frelu"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    (lenet,) = [line for line in result.stdout.splitlines() if line.startswith("lenet")]
+    # Four sites of 6, 16, 120 and 84 channels, each with a 3x3 kernel, a scale and a bias.
+    assert f"{62_006 + (6 + 16 + 120 + 84) * (9 + 2):,}" in lenet
+    bad = subprocess.run([sys.executable, "-m", "winact_jax.models", "--act", "prelu6"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown activation 'prelu6'" in bad.stderr

@@ -1,11 +1,14 @@
-"""`python -m winact_jax.models`: every model's parameter count and output shape.
+"""`python -m winact_jax.models [--act NAME]`: every model's parameter count and output shape.
 
-Shapes are traced abstractly (`nnx.eval_shape`, `jax.eval_shape`): nothing is
+`--act` (default `relu`) counts the parameters an activation layer adds, e.g.
+`prelu` (a slope per channel at every site) or `frelu` (a depthwise kernel and a
+batch norm). Shapes are traced abstractly (`nnx.eval_shape`, `jax.eval_shape`): nothing is
 initialised or run, so the table prints in seconds on any machine.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import jax
@@ -18,10 +21,10 @@ NUM_CLASSES = 10
 IMAGE_SIZES = (32, 64)
 
 
-def describe(name: str, image_size: int) -> tuple[int, tuple[int, ...]]:
-    """Parameter count and output shape of `name` on one `image_size` RGB image."""
+def describe(name: str, image_size: int, act: str = "relu") -> tuple[int, tuple[int, ...]]:
+    """Parameter count and output shape of `name` with `act` on one `image_size` RGB image."""
     abstract = nnx.eval_shape(
-        lambda: models.create(name, NUM_CLASSES, "relu", image_size=image_size, rngs=nnx.Rngs(0))
+        lambda: models.create(name, NUM_CLASSES, act, image_size=image_size, rngs=nnx.Rngs(0))
     )
     graphdef, state = nnx.split(abstract)
     params = nnx.state(abstract, nnx.Param)
@@ -31,7 +34,14 @@ def describe(name: str, image_size: int) -> tuple[int, tuple[int, ...]]:
     return count, logits.shape
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m winact_jax.models", description=__doc__.splitlines()[0])
+    parser.add_argument("--act", default="relu", help="the activation at every nonlinearity (default: relu)")
+    act = parser.parse_args(argv).act
+    try:
+        models.activations(act)  # an unknown name is one line, not a traceback per model
+    except (ValueError, TypeError) as error:
+        parser.error(str(error))
     header = ["model"]
     for size in IMAGE_SIZES:
         header += [f"parameters ({size}x{size})", f"output ({size}x{size})"]
@@ -39,7 +49,7 @@ def main() -> None:
     for name in models.names():
         row = [name]
         for size in IMAGE_SIZES:
-            count, shape = describe(name, size)
+            count, shape = describe(name, size, act)
             row += [f"{count:,}", str(shape)]
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
