@@ -308,5 +308,8 @@ def test_bad_parametric_options():
         layer_factory("prelu", {"alpha": 0.1})
     with pytest.raises(ValueError, match="FReLU draws its kernel.*rngs"):
         layer_factory("frelu")(4)
-    with pytest.raises(ValueError, match="'prelu' has learned parameters"):
-        models.resolve("prelu")
+    # `resolve` checks a parametric activation's options and names its layer.
+    assert models.resolve("prelu", {"slope": 0.1, "window": 4}) is PReLU
+    assert models.resolve("frelu", {"kernel_size": 5}) is FReLU
+    with pytest.raises(TypeError, match="'frelu' got unexpected parameter.*kernel=3"):
+        models.resolve("frelu", {"kernel": 3})

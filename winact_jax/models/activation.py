@@ -388,26 +388,31 @@ def _own_params(name: str, act_params: Mapping[str, Any]) -> dict:
 
 
 def resolve(act: ActivationLike, act_params: Mapping[str, Any] | None = None) -> Callable:
-    """The parameter-free activation `act` as a callable `x -> y`.
+    """`act` checked with `act_params`: a callable `x -> y`, or a layer class.
 
     Args:
       act: a callable, used as is, or a name (or alias) registered in `winact_jax`.
       act_params: parameters for a named activation, e.g. `{"window": 4,
         "influence": 0.1}`; those of `SHARED_PARAMS` it does not accept are ignored.
 
+    Returns:
+      The activation with its parameters bound (`winact_jax.get`), or `act` itself
+      for a callable. For an activation with learned parameters (`prelu`,
+      `frelu`), which models build as a layer per site (see `layer_factory`), the
+      layer class (`PReLU`, `FReLU`), its options checked.
+
     Raises:
       ValueError: `act` is an unknown name (the message lists every name), or a
-        parametric one (`prelu`, `frelu`), which is a layer: see `activations`.
+        parameter has a bad value.
       TypeError: `act` is neither, a parameter is unknown to the activation, or
         `act_params` is given with a callable (whose parameters are its own).
     """
     act_params = dict(act_params or {})
     if isinstance(act, str):
         if act in PARAMETRIC_LAYERS:
-            raise ValueError(
-                f"activation {act!r} has learned parameters: models build it as a layer "
-                "(winact_jax.models.activations), not as a function"
-            )
+            layer, options_of = PARAMETRIC_LAYERS[act]
+            options_of(_own_params(act, act_params))
+            return layer
         return winact_jax.get(act, **_own_params(winact_jax.canonical_name(act), act_params))
     if callable(act):
         if act_params:
