@@ -46,9 +46,6 @@ from winact_jax.train.outcomes import ConfigError, RunError, Status
 from winact_jax.train.run_dir import RunDirectory, Summary, check_workdir, has_checkpoint, summary_line
 from winact_jax.train.state import ModelDef, TrainState, create_model, create_train_state
 
-# Old names of the statuses (`Status` is the one definition).
-COMPLETED, DIVERGED, INTERRUPTED = Status.COMPLETED, Status.DIVERGED, Status.INTERRUPTED
-
 
 @dataclasses.dataclass
 class EpochSums:
