@@ -86,3 +86,10 @@ def test_xla_accepts_the_flag_and_convolutions_stay_exact(tmp_path):
         assert completed.returncode == 0, completed.stderr[-2000:]
         results[name] = np.load(workdir / "out.npy")
     np.testing.assert_allclose(results["eigen"], results["default"], rtol=1e-4, atol=1e-4)
+
+
+def test_backends_docstring_examples():
+    import doctest
+
+    failed, attempted = doctest.testmod(backends, verbose=False)
+    assert attempted >= 1 and failed == 0

@@ -206,3 +206,10 @@ def test_a_dataset_whose_extra_is_missing_is_one_line_and_exit_status_2(tmp_path
         'error: tensorflow, needed for the TFDS datasets, is not installed: pip install "winact-jax[tfds]"'
     )
     assert "Traceback" not in completed.stderr
+
+
+def test_extras_docstring_examples():
+    import doctest
+
+    failed, attempted = doctest.testmod(extras, verbose=False)
+    assert attempted >= 2 and failed == 0
