@@ -475,3 +475,39 @@ def test_accepted_influence_forms():
     for influence in (0.5, np.float32(0.5), np.array(0.5), jnp.array(0.5), [0.5] * 3, (0.5,) * 3,
                       np.full(3, 0.5), jnp.full(3, 0.5)):
         np.testing.assert_allclose(np.asarray(wa.nelu(x, influence=influence)), expected, rtol=1e-6)
+
+
+# =========================================================================== geometry paths
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_large_neighbourhoods_and_long_runs_take_the_other_path(name, monkeypatch):
+    """Small neighbourhoods are reduced as shifted slices, large ones by separable
+    `reduce_window`s; short channel runs by `windows.Runs`, long ones by `Tiling`.
+    Forcing the other path gives the reference's values and gradients too."""
+    from winact_jax import windows
+
+    monkeypatch.setattr(windows, "MAX_SHIFTS", 0)
+    monkeypatch.setattr(windows, "MAX_RUN", 0)
+    params = ref.params_for(name, influence=0.35, threshold=0.2)
+    x = smooth_input(name, (2, 4, 5, 5), 3, seed=50, mode="centered", **params)
+    g = random_input(x.shape, seed=51)
+    for options in (COMBOS["centered"], COMBOS["channels"]):
+        f = functools.partial(fn(name), window=3, **options, **params)
+        y, pullback = jax.vjp(f, jnp.asarray(x))
+        assert_matches_reference(name, x, y, 3, **options, **params)
+        np.testing.assert_allclose(np.asarray(pullback(jnp.asarray(g))[0]),
+                                   ref.vjp_ext(name, x, g, 3, **options, **params), rtol=1e-4, atol=1e-4)
+
+
+def test_geometry_objects():
+    from winact_jax import windows
+
+    assert isinstance(windows.geometry((2, 8, 8, 3), 4), wa.Tiling)
+    assert isinstance(windows.geometry((2, 8, 8, 3), 3, mode="centered"), wa.Neighbourhood)
+    assert isinstance(windows.geometry((2, 8, 8, 16), 4, over="channels"), windows.Runs)
+    assert windows.geometry((2, 8, 8, 16), 4, over="channels").shape == (128, 16)
+    nb = windows.geometry((1, 5, 4, 2), (3, 2), mode="centered")
+    assert nb.offsets == ((1, 1), (0, 1))
+    # |N(i)| in closed form: rows 2,3,3,3,2 by columns 2,2,2,1
+    np.testing.assert_array_equal(nb.count()[0, :, :, 0], np.outer([2, 3, 3, 3, 2], [2, 2, 2, 1]))
