@@ -4,6 +4,7 @@ conftest.py sets up; small models and few steps keep it fast."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -319,3 +320,19 @@ def test_doctests_pass(module):
 
     failed, attempted = doctest.testmod(module, verbose=False)
     assert attempted > 0 and failed == 0, f"{failed} of {attempted} doctest examples of {module.__name__} failed"
+
+
+def test_window_options_and_a_learned_influence_reach_the_model_and_config_json(tmp_path):
+    config = tiny(tmp_path, act="nelu", model="lenet", width=None, learn_influence=True, window_mode="centered",
+                  window_over="channels", max_steps=2)
+    assert config.act_params == {"window": 4, "influence": 0.1, "mode": "centered", "over": "channels"}
+    result = train_and_evaluate(config)
+    learned = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(result.state.params)
+               if "influence" in jax.tree_util.keystr(path)]
+    assert learned, "the influence is a trained parameter"
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert (recorded["learn_influence"], recorded["window_mode"], recorded["window_over"]) == (
+        True, "centered", "channels")
+    # Resuming with another window mode is another run: refused.
+    with pytest.raises(ConfigError, match="window_mode"):
+        train_and_evaluate(dataclasses.replace(config, window_mode="tiled", max_steps=3))
