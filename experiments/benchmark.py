@@ -41,6 +41,15 @@ def _int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _variant_list(text: str) -> list[str]:
+    variants = [part.strip() for part in text.split(",") if part.strip()]
+    for variant in variants:
+        if variant not in WINDOW_VARIANTS:
+            raise argparse.ArgumentTypeError(
+                f"unknown window variant {variant!r}; accepted: {', '.join(WINDOW_VARIANTS)}")
+    return variants
+
+
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
@@ -59,6 +68,41 @@ def _write_json(path: str | None, payload: dict) -> None:
 # --------------------------------------------------------------------------- activations
 
 
+# Window variants the `activations` benchmark can time (docs/spec.md, round 2).
+WINDOW_VARIANTS = {
+    "tiled": {},
+    "centered": {"mode": "centered"},
+    "channels": {"over": "channels"},
+}
+
+
+def _timed_activations(names, shape, dtype, *, window, variants, centered_window, channel_window):
+    """`(name, variant, callable)` for every activation to time: window ones once per
+    variant, `prelu` with a per-channel slope, `frelu` with a 3x3 kernel (NHWC only)."""
+    sizes = {"tiled": window, "centered": centered_window, "channels": channel_window}
+    channels = shape[-1]
+    entries = []
+    for name in names:
+        kind = wa.kind(name)
+        if kind == "window":
+            for variant in variants:
+                entries.append((name, f"{variant} {sizes[variant]}",
+                                wa.get(name, window=sizes[variant], **WINDOW_VARIANTS[variant])))
+        elif wa.canonical_name(name) == "prelu":
+            slope = jnp.full((channels,), 0.25, dtype)
+            entries.append((name, "per-channel slope", lambda x, slope=slope: wa.prelu(x, slope)))
+        elif wa.canonical_name(name) == "frelu":
+            if len(shape) != 4:
+                print(f"skipping frelu: it takes NHWC inputs, not shape {list(shape)}")
+                continue
+            kernel = jax.random.normal(jax.random.key(2), (3, 3, channels), dtype) / 3
+            scale, bias = jnp.ones((channels,), dtype), jnp.zeros((channels,), dtype)
+            entries.append((name, "3x3", lambda x, k=kernel, s=scale, b=bias: wa.frelu(x, k, s, b)))
+        else:
+            entries.append((name, "", wa.get(name)))
+    return entries
+
+
 def activation_timings(
     names: Sequence[str],
     shape: tuple[int, ...],
@@ -66,16 +110,24 @@ def activation_timings(
     window: int,
     dtype=jnp.float32,
     rounds: int = 20,
+    variants: Sequence[str] = ("tiled",),
+    centered_window: int = 3,
+    channel_window: int = 4,
 ) -> list[dict]:
-    """Forward and forward+backward median times of each activation, and ratios to ReLU."""
+    """Forward and forward+backward median times of each activation, and ratios to ReLU.
+
+    Window activations are timed once per entry of `variants` (`"tiled"` with
+    `window`, `"centered"` with `centered_window`, `"channels"` with
+    `channel_window`); each row names its variant.
+    """
     x = jax.random.normal(jax.random.key(0), shape, dtype)
     cotangent = jax.random.normal(jax.random.key(1), shape, dtype)
     names = ["relu"] + [n for n in names if wa.canonical_name(n) != "relu"]
+    entries = _timed_activations(names, shape, dtype, window=window, variants=variants,
+                                 centered_window=centered_window, channel_window=channel_window)
 
     candidates = {}
-    for name in names:
-        params = {"window": window} if "window" in wa.parameters(name) else {}
-        act = wa.get(name, **params)
+    for name, variant, act in entries:
 
         def forward_backward(x, g, act=act):
             y, vjp = jax.vjp(act, x)
@@ -83,36 +135,40 @@ def activation_timings(
 
         forward = jax.jit(act)
         both = jax.jit(forward_backward)
-        candidates[(name, "fwd")] = lambda f=forward: f(x)
-        candidates[(name, "fwd+bwd")] = lambda f=both: f(x, cotangent)
+        candidates[(name, variant, "fwd")] = lambda f=forward: f(x)
+        candidates[(name, variant, "fwd+bwd")] = lambda f=both: f(x, cotangent)
 
     medians = timing.interleaved_medians(candidates, rounds=rounds, desc="activations")
-    relu_fwd, relu_both = medians[("relu", "fwd")], medians[("relu", "fwd+bwd")]
+    relu_fwd, relu_both = medians[("relu", "", "fwd")], medians[("relu", "", "fwd+bwd")]
     return [
         {
             "activation": name,
             "kind": wa.kind(name),
-            "forward_ms": round(medians[(name, "fwd")] * 1e3, 4),
-            "forward_backward_ms": round(medians[(name, "fwd+bwd")] * 1e3, 4),
-            "forward_ratio_to_relu": round(medians[(name, "fwd")] / relu_fwd, 3),
-            "forward_backward_ratio_to_relu": round(medians[(name, "fwd+bwd")] / relu_both, 3),
+            "variant": variant,
+            "forward_ms": round(medians[(name, variant, "fwd")] * 1e3, 4),
+            "forward_backward_ms": round(medians[(name, variant, "fwd+bwd")] * 1e3, 4),
+            "forward_ratio_to_relu": round(medians[(name, variant, "fwd")] / relu_fwd, 3),
+            "forward_backward_ratio_to_relu": round(medians[(name, variant, "fwd+bwd")] / relu_both, 3),
         }
-        for name in names
+        for name, variant, _ in entries
     ]
 
 
 def run_activations(args: argparse.Namespace) -> int:
     names = args.acts or list(wa.names())
-    rows = activation_timings(names, args.shape, window=args.window, dtype=jnp.dtype(args.dtype), rounds=args.rounds)
+    rows = activation_timings(names, args.shape, window=args.window, dtype=jnp.dtype(args.dtype), rounds=args.rounds,
+                              variants=args.variants, centered_window=args.centered_window,
+                              channel_window=args.channel_window)
     device = timing.device_description()
     print(f"\nActivations on {args.dtype}{list(args.shape)}, window {args.window}, {device}, median of {args.rounds} rounds\n")
     print(
         _markdown_table(
-            ["activation", "kind", "forward (ms)", "x ReLU", "forward+backward (ms)", "x ReLU"],
+            ["activation", "kind", "variant", "forward (ms)", "x ReLU", "forward+backward (ms)", "x ReLU"],
             [
                 [
                     r["activation"],
                     r["kind"],
+                    r["variant"],
                     f"{r['forward_ms']:.2f}",
                     f"{r['forward_ratio_to_relu']:.2f}",
                     f"{r['forward_backward_ms']:.2f}",
@@ -122,14 +178,16 @@ def run_activations(args: argparse.Namespace) -> int:
             ],
         )
     )
-    window_rows = [r for r in rows if r["kind"] == "window"]
-    if window_rows:
-        worst = max(window_rows, key=lambda r: r["forward_backward_ratio_to_relu"])
-        print(
-            f"\nslowest window activation: {worst['activation']} at "
-            f"{worst['forward_backward_ratio_to_relu']:.2f}x ReLU forward+backward "
-            f"({worst['forward_backward_ms']:.1f} ms vs {rows[0]['forward_backward_ms']:.1f} ms)"
-        )
+    for variant in args.variants:
+        window_rows = [r for r in rows if r["kind"] == "window" and r["variant"].startswith(variant + " ")]
+        if window_rows:
+            worst = max(window_rows, key=lambda r: r["forward_backward_ratio_to_relu"])
+            label = "" if list(args.variants) == ["tiled"] else f" ({worst['variant']})"
+            print(
+                f"\nslowest window activation{label}: {worst['activation']} at "
+                f"{worst['forward_backward_ratio_to_relu']:.2f}x ReLU forward+backward "
+                f"({worst['forward_backward_ms']:.1f} ms vs {rows[0]['forward_backward_ms']:.1f} ms)"
+            )
     _write_json(
         args.json,
         {
@@ -140,6 +198,9 @@ def run_activations(args: argparse.Namespace) -> int:
             "shape": list(args.shape),
             "dtype": args.dtype,
             "window": args.window,
+            "variants": list(args.variants),
+            "centered_window": args.centered_window,
+            "channel_window": args.channel_window,
             "rounds": args.rounds,
             "rows": rows,
         },
@@ -303,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="input dtype (default: float32)")
     acts.add_argument("--acts", type=_activation_list, default=None,
                       help="comma-separated activation names (default: every registered one)")
+    acts.add_argument("--variants", type=_variant_list, default=["tiled"],
+                      help="comma-separated window variants to time: tiled, centered, channels (default: tiled)")
+    acts.add_argument("--centered-window", type=int, default=3, help="window of the centered variant (default: 3)")
+    acts.add_argument("--channel-window", type=int, default=4, help="window of the channels variant (default: 4)")
     acts.add_argument("--rounds", type=int, default=20, help="timed rounds per activation (default: 20)")
     acts.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     acts.set_defaults(run=run_activations)
