@@ -277,9 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
 
     statuses = {c.workdir: run_status(c.workdir) for c in configs}
-    todo = [c for c in configs if statuses[c.workdir] not in FINISHED]
+    # A run another process is training now (its workdir locked) is left to it.
+    running = [c for c in configs if statuses[c.workdir] == Status.RUNNING]
+    todo = [c for c in configs if statuses[c.workdir] not in (*FINISHED, Status.RUNNING)]
     shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
-    print(f"{len(configs)} runs{shard} in {runs_dir}: {len(configs) - len(todo)} finished, {len(todo)} to run")
+    print(f"{len(configs)} runs{shard} in {runs_dir}: {len(configs) - len(todo) - len(running)} finished, "
+          + (f"{len(running)} running elsewhere, " if running else "") + f"{len(todo)} to run")
     if args.dry_run:
         for c in configs:
             status = statuses[c.workdir]
@@ -297,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for workdir, message in failures:
         print(f"failed: {workdir}: {message}")
     counts = ", ".join(f"{n} {status.value}" for status, n in sorted(outcomes.items())) or "nothing to do"
-    print(f"sweep{shard}: {len(todo)} runs trained ({counts}), {len(configs) - len(todo)} already finished; "
+    print(f"sweep{shard}: {len(todo)} runs trained ({counts}), {len(configs) - len(todo) - len(running)} already "
+          "finished" + (f", {len(running)} running elsewhere" if running else "") + "; "
           f"tables and plots: python -m experiments.report {runs_dir}")
     return ExitCode.FAILED if failures else ExitCode.COMPLETED
 

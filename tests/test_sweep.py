@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,16 @@ def test_a_setting_no_run_can_use_is_one_line(capsys):
         sweep.main(["--acts", "nelu", "--window-modes", "sideways", "--dry-run"])
     assert exit_info.value.code == 2
     assert "window_mode must be one of" in capsys.readouterr().err
+
+
+def test_a_run_another_process_trains_now_is_left_to_it(tmp_path, capsys):
+    busy = tmp_path / "digits-seed_backbone-relu-s0"
+    busy.mkdir()
+    (busy / "config.json").write_text("{}")
+    (busy / "summary.json").write_text(json.dumps({"status": "running"}))
+    (busy / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    assert sweep.main(["--acts", "relu,nelu", "--seeds", "0", "--model", "seed_backbone", "--runs-dir",
+                       str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "0 finished, 1 running elsewhere, 1 to run" in out
+    assert f"running     {busy}" in out
