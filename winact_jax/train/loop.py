@@ -524,6 +524,7 @@ def train_and_evaluate(
     is_writer = jax.process_index() == 0
     say = tqdm.tqdm.write if is_writer else (lambda *_: None)
     run_dir = RunDirectory(config.workdir, writer=is_writer)
+
     def check():
         check_workdir(config.workdir, overwrite=overwrite)
         _check_resumable(config, run_dir, overwrite)
