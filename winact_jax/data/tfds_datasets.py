@@ -78,7 +78,8 @@ _TFDS_DATA_ERROR_NAMES = ("DownloadError", "ExtractError", "NonMatchingChecksumE
 
 # How long to wait for the archive's host before calling the network absent. TFDS's
 # own downloader retries an unreachable host for minutes (urllib3's 10 retries with
-# back-off); one probe first makes an offline run fail in seconds.
+# back-off); one probe first, then a single try without retries, makes an offline
+# run fail in seconds.
 _NETWORK_PROBE_TIMEOUT_S = 3.0
 
 # Name fragments of what TFDS writes before renaming it into place: downloads go to
@@ -259,13 +260,19 @@ def _prepared_builder(name: str, data_dir: str | None, *, builder_class=None):
 
     root = os.fspath(builder.data_dir_root)
     local = "://" not in root  # the clean-up below walks local folders only
-    if local and name in SOURCE_FILES and not builder.is_prepared() and not _archive_on_disk(name, root):
-        unreachable = _unreachable(SOURCE_FILES[name][1])
-        if unreachable is not None:
-            raise DataUnavailableError(missing_data_message(name, root, unreachable))
+    offline = (
+        local and name in SOURCE_FILES and not builder.is_prepared() and not _archive_on_disk(name, root)
+        and _unreachable(SOURCE_FILES[name][1]) is not None
+    )
+    if offline:
+        # The archive's host does not answer: one try, no GCS look-up and no
+        # retries, so the download fails at once with its own error (and TFDS's
+        # test doubles, which replace the download, still run).
+        download_config = tfds.download.DownloadConfig(try_download_gcs=False)
     existed_before = _preparation_outputs(root, builder.name) if local else set()
     try:
-        builder.download_and_prepare(download_config=download_config)
+        with _no_download_retries() if offline else contextlib.nullcontext():
+            builder.download_and_prepare(download_config=download_config)
     except BaseException as error:
         if local:
             _remove_partial_outputs(root, builder.name, existed_before)
@@ -365,6 +372,19 @@ def _unreachable(url: str, timeout: float = _NETWORK_PROBE_TIMEOUT_S) -> OSError
         error = outcome[0]
         return type(error)(f"cannot reach {parsed.hostname}:{port} (offline?): {error}")
     return None
+
+
+@contextlib.contextmanager
+def _no_download_retries():
+    """TFDS's downloader with urllib3 retries off, restored afterwards."""
+    from tensorflow_datasets.core.download import downloader
+
+    retries = downloader.MAX_RETRIES
+    downloader.MAX_RETRIES = 0
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = retries
 
 
 def _is_data_error(error: BaseException) -> bool:
