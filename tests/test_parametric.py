@@ -159,3 +159,17 @@ def test_frelu_bad_input(change, error, parts):
         wa.frelu(args["x"], args["kernel"], args["scale"], args["bias"])
     for part in parts:
         assert part in str(excinfo.value), str(excinfo.value)
+
+
+def test_frelu_large_kernels_take_the_convolution(monkeypatch):
+    """Kernels of more than `MAX_TAPS` taps go through the grouped convolution;
+    forced for a 3x3 here, it gives the same values and gradients."""
+    x = random((1, 5, 4, 3), seed=10)
+    kernel, scale, bias = _frelu_params(3, 3, 3, seed=11)
+    taps = jax.value_and_grad(lambda k: jnp.sum(wa.frelu(jnp.asarray(x), k, scale, bias) ** 2))(kernel)
+    monkeypatch.setattr(parametric, "MAX_TAPS", 0)
+    conv = jax.value_and_grad(lambda k: jnp.sum(wa.frelu(jnp.asarray(x), k, scale, bias) ** 2))(kernel)
+    np.testing.assert_allclose(float(conv[0]), float(taps[0]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(conv[1]), np.asarray(taps[1]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(wa.frelu(jnp.asarray(x), kernel, scale, bias)),
+                               ref.frelu(x, kernel, scale, bias), rtol=1e-5, atol=1e-5)

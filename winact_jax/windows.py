@@ -7,6 +7,9 @@ lies in. This module owns that geometry so the activations only describe arithme
 same interface (`view`, `unview`, `reduce`, `param`):
 
 * `Tiling` (`mode="tiled"`): non-overlapping blocks, one statistic per block;
+* `Runs` (`mode="tiled"` along the features of a dense input or along the channels,
+  windows of at most `MAX_RUN`): the same tiles, one statistic per element,
+  computed with shifts along the minor axis, which XLA:CPU vectorises;
 * `Neighbourhood` (`mode="centered"`): every element's own window, offsets
   `-(k-1)//2 ... k//2` per axis clipped at the borders, one statistic per element.
 
