@@ -10,13 +10,13 @@ offline; its model is the protocol's, narrowed or swapped for LeNet as stated.
 | preset | reproduces | grid | runs | cost |
 |---|---|---|---|---|
 | `stl10-bn` | seed 004: STL-10 6-conv net with and without batch norm; count the null runs | `stl_net` on STL-10, batch norm / none, relu gelu mish elu + 9 window activations, 10 seeds; SGD 0.01, momentum 0.9, weight decay 5e-4, batch 64, 30 epochs | 260 | 260 x 30 epochs of 4,500 96x96 images: a GPU job |
-| `stl10-bn-small` | the same on mnist5k | `stl_net` at width 0.25, relu gelu nelu, 2 seeds, 4 epochs, otherwise as above | 12 | about 5 min on 2 CPU cores |
+| `stl10-bn-small` | the same on mnist5k | `stl_net` at width 0.25, relu gelu nelu, 2 seeds, 4 epochs, otherwise as above | 12 | 5 min on 2 CPU cores (measured, shared machine); the unnormalized runs stay at chance in 4 epochs for every activation, see `models/stl_net.py` |
 | `lenet-grid` | seed 004: CIFAR-10 LeNet over batch size x learning rate, with training and inference time per run | `lenet` on CIFAR-10, batch 24/40/64/128 x lr 1e-1/1e-2/1e-3/1e-4, mish elu gelu + 9 window activations, 3 seeds; SGD momentum 0.9, 25 epochs | 576 | 576 x 25 epochs of 45,000 32x32 images: a GPU job (LeNet is tiny; the small batches dominate) |
-| `lenet-grid-small` | the same on mnist5k | batch 24/128 x lr 1e-1/1e-2, gelu nelu, 1 seed, 3 epochs | 8 | about 2 min on 2 CPU cores |
+| `lenet-grid-small` | the same on mnist5k | batch 24/128 x lr 1e-1/1e-2, gelu nelu, 1 seed, 3 epochs | 8 | 2 min on 2 CPU cores (measured, shared machine) |
 | `label-noise` | seed 003: 0/8/16/32/64% of the training labels replaced by uniformly random ones (validation and test clean) | `resnet20` on CIFAR-10, relu gelu mish elu + 9 window activations, 3 seeds; Adam 1e-3, batch 128, 30 epochs | 195 | 195 x 30 epochs of 45,000 32x32 images: a GPU job |
-| `label-noise-small` | the same on mnist5k | `lenet`, relu nelu, 1 seed, Adam 1e-3, batch 64, 6 epochs | 10 | about 2 min on 2 CPU cores |
+| `label-noise-small` | the same on mnist5k | `lenet`, relu nelu, 1 seed, Adam 1e-3, batch 64, 6 epochs | 10 | 4 min on 2 CPU cores (measured, shared machine) |
 | `triangular-lr` | seed 003: triangular cyclical learning rate beside the constant one | `resnet20` on CIFAR-10, constant / triangular (lr/10 to lr, 4-epoch cycles), relu gelu mish elu + 9 window activations, 3 seeds; SGD 0.1, momentum 0.9, weight decay 5e-4, batch 128, 32 epochs (8 cycles) | 78 | 78 x 32 epochs of 45,000 32x32 images: a GPU job |
-| `triangular-lr-small` | the same on mnist5k | `lenet`, relu nelu, 1 seed, SGD 0.05, 8 epochs (2 cycles) | 4 | about 1 min on 2 CPU cores |
+| `triangular-lr-small` | the same on mnist5k | `lenet`, relu nelu, 1 seed, SGD 0.05, 8 epochs (2 cycles) | 4 | 1.5 min on 2 CPU cores (measured, shared machine) |
 | `mnist5k-table` | the real-image results table (docs/results/mnist5k/) | `resnet20` at width 0.5 on mnist5k, relu leaky_relu gelu silu mish prelu frelu + 9 window activations tiled (window 4) + the same 9 centered (window 3), 3 seeds; Adam 2e-3, cosine, batch 32, 6 epochs | 75 | about 3 h on 2 CPU cores (110 s a ReLU run) |
 | `mnist5k-table-resnet38` | the same table on the mission's model | `resnet38` at full width, 10 epochs, otherwise as `mnist5k-table` | 75 | a GPU job |
 
