@@ -158,7 +158,10 @@ class _Activation:
             residuals, a = saved
             laid_out = geometry.param(a)
             (dx,) = backward(geometry, laid_out, residuals, g)
-            terms = geometry.unview(influence_terms(geometry, laid_out, residuals, g))
+            terms = influence_terms(geometry, laid_out, residuals, g)
+            if a.ndim > 0 and isinstance(geometry, Tiling) and geometry.windows_channels:
+                # Per-element terms over blocked features: back to one channel axis.
+                terms = geometry.unview(terms)
             axes = tuple(range(terms.ndim)) if a.ndim == 0 else tuple(range(terms.ndim - 1))
             return dx, jnp.sum(terms, axis=axes).astype(a.dtype)
 
@@ -243,10 +246,20 @@ def _nelu_bwd(geometry, a, residuals, g):
     return (_output(geometry, dx, x.dtype),)
 
 
+def _drain_influence(geometry, a, xb, gb, live, drained):
+    """`g_i dy_i/da = [live_i] g_i drained_i` for the drain family, `drained` the
+    window's (share of its) negative mass. On tiles where `a` is constant per
+    window, summed per window instead: `drained_w * sum_w [live] g`, the very sum
+    the x-gradient takes (XLA computes it once), so the influence costs no pass."""
+    if isinstance(geometry, Tiling) and not (jnp.ndim(a) > 0 and geometry.windows_channels):
+        return drained * _sum_where(geometry, jnp.where(live, gb, 0), live)
+    return jnp.where(live, gb * drained, 0)
+
+
 def _nelu_influence(geometry, a, residuals, g):
     x, neg = residuals
     xb = _blocked(geometry, x)
-    return jnp.where(xb + a * neg > 0, _blocked(geometry, g) * neg, 0)
+    return _drain_influence(geometry, a, xb, _blocked(geometry, g), xb + a * neg > 0, neg)
 
 
 _nelu = _Activation(_nelu_fwd, _nelu_bwd, _nelu_influence)
@@ -343,7 +356,7 @@ def _pnelu_influence(geometry, a, residuals, g):
     # `neg` is not a residual (the x-gradient does not need it): recomputed here.
     (x,) = residuals
     xb = _blocked(geometry, x)
-    return jnp.where(xb > 0, _blocked(geometry, g) * _negative_sums(geometry, xb), 0)
+    return _drain_influence(geometry, a, xb, _blocked(geometry, g), xb > 0, _negative_sums(geometry, xb))
 
 
 _pnelu = _Activation(_pnelu_fwd, _pnelu_bwd, _pnelu_influence)
@@ -549,7 +562,7 @@ def _inhibitor_v2_bwd(geometry, a, residuals, g):
 def _inhibitor_v2_influence(geometry, a, residuals, g):
     x, share, _ = residuals
     xb = _blocked(geometry, x)
-    return jnp.where(_inhibitor_v2_live(xb, share, a), _blocked(geometry, g) * share, 0)
+    return _drain_influence(geometry, a, xb, _blocked(geometry, g), _inhibitor_v2_live(xb, share, a), share)
 
 
 _inhibitor_v2 = _Activation(_inhibitor_v2_fwd, _inhibitor_v2_bwd, _inhibitor_v2_influence)
