@@ -396,7 +396,9 @@ def test_low_precision(name, dtype):
 
 class JitAndNoJitTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*[(n, n, "centered" if i % 2 else "centered_channels") for i, n in enumerate(NAMES)])
+    @parameterized.named_parameters(
+        *[(n, n, "centered" if i % 2 else "centered_channels") for i, n in enumerate(NAMES)]
+    )
     def test_agree(self, name, combo):
         shape, window = (2, 4, 5, 4), 3
         params = {**ref.params_for(name), **COMBOS[combo]}
