@@ -72,6 +72,9 @@ class Grid:
     normalizations: tuple[str, ...] = ()
     schedules: tuple[str, ...] = ()
     settings: tuple[tuple[str, Any], ...] = ()
+    tag: str = ""
+    """Appended to every run directory name: keeps apart two grids of one preset
+    that differ only in fixed `settings` or single-valued axes."""
 
     @property
     def named_axes(self) -> tuple[str, ...]:
@@ -129,6 +132,8 @@ def _run_name(config, grid: Grid) -> str:
     for axis, field, short in AXES:
         if field in grid.named_axes and getattr(config, field) is not None:
             parts.append(f"{short}{_short(getattr(config, field))}")
+    if grid.tag:
+        parts.append(grid.tag)
     parts.append(f"s{config.seed}")
     return "-".join(parts)
 

@@ -31,7 +31,7 @@ def expanded():
 
 def test_sweep_offers_every_preset_of_this_module():
     assert set(presets_seed.presets()) <= set(sweep.PRESETS)
-    assert set(SMALL + FULL + ("mnist5k-table", "mnist5k-table-resnet38")) == set(presets_seed.presets())
+    assert set(SMALL + FULL + ("mnist5k-table", "mnist5k-table-resnet20", "mnist5k-table-resnet38")) == set(presets_seed.presets())
 
 
 def test_run_directories_are_distinct_within_each_preset(expanded):
@@ -55,7 +55,7 @@ def test_mnist5k_table_has_every_activation_tiled_and_centered(expanded):
     configs = expanded["mnist5k-table"]
     assert len(configs) == (7 + 2 * len(wa.names("window"))) * 3
     assert {(c.dataset, c.model, c.width, c.epochs, c.schedule) for c in configs} == {
-        ("mnist5k", "resnet20", 0.5, 6, "cosine")
+        ("mnist5k", "lenet", None, 15, "cosine")
     }
     baselines = {"relu", "leaky_relu", "gelu", "silu", "mish", "prelu", "frelu"}
     assert {c.act for c in configs} == baselines | set(wa.names("window"))
@@ -63,12 +63,14 @@ def test_mnist5k_table_has_every_activation_tiled_and_centered(expanded):
     assert set(windowed) == {(a, m, w) for a in wa.names("window") for m, w in (("tiled", 4), ("centered", 3))}
     assert set(windowed.values()) == {3}  # three seeds each
     assert all(c.window is None and c.window_mode is None for c in configs if c.act in baselines)
-    # the GPU version is the same grid on ResNet-38 at full width
-    resnet38 = expanded["mnist5k-table-resnet38"]
-    assert {(c.model, c.width, c.epochs) for c in resnet38} == {("resnet38", 1.0, 10)}
-    assert [(c.act, c.window, c.window_mode, c.seed) for c in resnet38] == [
-        (c.act, c.window, c.window_mode, c.seed) for c in configs
-    ]
+    # the ResNet versions are the same grid on ResNet-20 at half width and on
+    # ResNet-38 at full width (a GPU job)
+    for name, model in (("mnist5k-table-resnet20", ("resnet20", 0.5, 6)), ("mnist5k-table-resnet38", ("resnet38", 1.0, 10))):
+        resnet = expanded[name]
+        assert {(c.model, c.width, c.epochs) for c in resnet} == {model}
+        assert [(c.act, c.window, c.window_mode, c.seed) for c in resnet] == [
+            (c.act, c.window, c.window_mode, c.seed) for c in configs
+        ]
 
 
 def test_small_presets_run_on_mnist5k_and_full_ones_on_the_seeds_data(expanded):
