@@ -13,13 +13,6 @@ import pytest
 import winact_jax as wa
 from experiments import presets_seed, sweep
 
-# The mnist5k table's centered runs need `Grid.tag` to get run directories of their
-# own (see presets_seed.presets); the table leaves them out until sweep has it.
-needs_grid_tag = pytest.mark.skipif(
-    "tag" not in {f.name for f in dataclasses.fields(sweep.Grid)},
-    reason="sweep.Grid has no `tag` yet: the mnist5k table's centered runs are left out",
-)
-
 SMALL = ("stl10-bn-small", "lenet-grid-small", "label-noise-small", "triangular-lr-small")
 FULL = ("stl10-bn", "lenet-grid", "label-noise", "triangular-lr")
 
@@ -50,7 +43,6 @@ def test_run_counts(expanded):
     assert [len(expanded[name]) for name in SMALL] == [12, 8, 10, 4]
 
 
-@needs_grid_tag
 def test_mnist5k_table_has_every_activation_tiled_and_centered(expanded):
     configs = expanded["mnist5k-table"]
     assert len(configs) == (7 + 2 * len(wa.names("window"))) * 3
@@ -63,9 +55,8 @@ def test_mnist5k_table_has_every_activation_tiled_and_centered(expanded):
     assert set(windowed) == {(a, m, w) for a in wa.names("window") for m, w in (("tiled", 4), ("centered", 3))}
     assert set(windowed.values()) == {3}  # three seeds each
     assert all(c.window is None and c.window_mode is None for c in configs if c.act in baselines)
-    # the ResNet versions are the same grid on ResNet-20 at half width and on
-    # ResNet-38 at full width (a GPU job)
-    for name, model in (("mnist5k-table-resnet20", ("resnet20", 0.5, 6)), ("mnist5k-table-resnet38", ("resnet38", 1.0, 10))):
+    # the ResNet versions are the same grid on ResNet-20 and on ResNet-38 (a GPU job)
+    for name, model in (("mnist5k-table-resnet20", ("resnet20", 1.0, 5)), ("mnist5k-table-resnet38", ("resnet38", 1.0, 10))):
         resnet = expanded[name]
         assert {(c.model, c.width, c.epochs) for c in resnet} == {model}
         assert [(c.act, c.window, c.window_mode, c.seed) for c in resnet] == [
