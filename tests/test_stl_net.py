@@ -147,3 +147,13 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
     model = StlNet(10, "gelu", width=0.25, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
     assert model(jnp.ones((2, 16, 16, 3))).dtype == jnp.float32
+
+
+@pytest.mark.parametrize(("act", "extra_per_channel"), [("relu", 0), ("prelu", 1), ("frelu", 9 + 2)])
+def test_six_activation_layers_with_their_own_parameters(act, extra_per_channel):
+    """One activation layer per convolution; PReLU adds a slope per channel, FReLU a
+    3x3 depthwise kernel, a scale and a bias per channel (32+32+64+64+128+128 = 448)."""
+    model = nnx.eval_shape(lambda: StlNet(10, act, rngs=nnx.Rngs(0)))
+    layers = [m for _, m in nnx.iter_modules(model) if isinstance(m, models.ActivationLayer)]
+    assert len(layers) == 6
+    assert count_params(model) == 288_746 + 448 * extra_per_channel
