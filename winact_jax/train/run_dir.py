@@ -109,6 +109,9 @@ class Summary:
     best_val_epoch: int | None = None
     final_val_accuracy: float | None = None
     train_time_s: float = 0.0
+    # One timed pass over the test split, compiled beforehand (inference, not XLA).
+    test_time_s: float | None = None
+    num_classes: int | None = None
     num_devices: int | None = None
     num_processes: int | None = None
     diverged_epoch: int | None = None
