@@ -33,9 +33,11 @@ Every run directory under RUNS_DIR (one with a `config.json`, as
   (null ones included: dead units may be why a run is at chance) of a row.
   Runs that logged none are left out.
 * `<dataset>_dead_fraction.png` (and `<dataset>_influence.png` with learned
-  influences): the final epoch's dead-channel fraction per activation layer, in
-  the order the training loop logged the layers (the model's), one line per row,
-  ReLU drawn in black.
+  influences): the final epoch's dead-channel fraction per activation layer, one
+  line per row, ReLU drawn in black. Layers are in model order (`layer_order`):
+  the stem first, then by name with numbers compared as numbers, which is the
+  forward order of every model of `winact_jax.models` (the logged order is
+  alphabetical: `stem_act` after `blocks.*`).
 * `<dataset>_val_accuracy.png`, `<dataset>_train_loss.png`: per-epoch curves, the
   mean over seeds per activation.
 * `<dataset>_test_accuracy.png`: a bar chart of the table, error bars one std.
@@ -52,6 +54,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -339,7 +342,7 @@ class StatisticsRow:
     runs: int  # completed runs that logged statistics
     zero_fraction: float | None  # mean over the layers (act/mean_zero_fraction)
     dead_fraction: float | None  # mean over the layers (act/mean_dead_fraction)
-    dead_per_layer: dict[str, float]  # layer -> dead fraction, layers in logged order
+    dead_per_layer: dict[str, float]  # layer -> dead fraction, layers in model order
     influence_per_layer: dict[str, float]  # layer -> mean learned influence
 
     @property
@@ -362,16 +365,24 @@ def final_statistics(run: Run) -> dict[str, float]:
     return {}
 
 
+def layer_order(layer: str) -> tuple:
+    """Sort key putting a model's activation layer names in forward order: the
+    stem first, then by name with digit runs compared as numbers
+    (`blocks.2.act1` before `blocks.10.act1`, `conv2_act` before `fc1_act`)."""
+    pieces = re.split(r"(\d+)", layer)  # text, number, text, ...: numbers at odd places
+    return (not layer.startswith("stem"), tuple(int(p) if i % 2 else p for i, p in enumerate(pieces)))
+
+
 def _per_layer(statistics: Sequence[dict[str, float]], prefix: str, name: str) -> dict[str, float]:
-    """`{layer: mean over runs}` of the keys `<prefix>/<layer>/<name>`, layers in the
-    order they were first logged."""
+    """`{layer: mean over runs}` of the keys `<prefix>/<layer>/<name>`, layers in
+    model order (`layer_order`)."""
     values: dict[str, list[float]] = defaultdict(list)
     for run_statistics in statistics:
         for key, value in run_statistics.items():
             parts = key.split("/")
             if len(parts) == 3 and parts[0] == prefix and parts[2] == name:
                 values[parts[1]].append(value)
-    return {layer: float(np.mean(layer_values)) for layer, layer_values in values.items()}
+    return {layer: float(np.mean(values[layer])) for layer in sorted(values, key=layer_order)}
 
 
 def statistics_rows(rows: Sequence[Row]) -> list[StatisticsRow]:
@@ -436,9 +447,7 @@ def plot_per_layer(path: Path, dataset: str, rows: Sequence[StatisticsRow], attr
     plt = _pyplot() if curves else None
     if plt is None:
         return False
-    layers: list[str] = []
-    for _, values in curves:
-        layers += [layer for layer in values if layer not in layers]
+    layers = sorted({layer for _, values in curves for layer in values}, key=layer_order)
     position = {layer: i for i, layer in enumerate(layers)}
     fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(layers) + 3), 5))
     colors = plt.get_cmap("tab20").colors

@@ -289,3 +289,17 @@ def test_activation_statistics_table_and_per_layer_plots(tmp_path):
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC), name
         assert len(data) > 5000, name
+
+
+def test_layers_are_in_model_order_not_the_logged_alphabetical_one(tmp_path):
+    logged = ["blocks.0.act1", "blocks.10.act1", "blocks.2.act1", "stem_act"]  # as nnx state lists them
+    forward = ["stem_act", "blocks.0.act1", "blocks.2.act1", "blocks.10.act1"]
+    assert sorted(logged, key=report.layer_order) == forward
+    assert sorted(["fc2_act", "fc1_act", "conv2_act", "conv1_act"], key=report.layer_order) == [
+        "conv1_act", "conv2_act", "fc1_act", "fc2_act"]
+    dead = dict(zip(logged, [0.1, 0.2, 0.3, 0.4]))
+    fabricate_run(tmp_path, "digits", "relu", 0, "completed", 0.9,
+                  statistics=_layer_statistics(dict.fromkeys(logged, 0.5), dead))
+    (row,) = report.statistics_rows(report.table_rows(report.find_runs(tmp_path)))
+    assert list(row.dead_per_layer.items()) == [("stem_act", 0.4), ("blocks.0.act1", 0.1), ("blocks.2.act1", 0.3),
+                                                ("blocks.10.act1", 0.2)]
