@@ -450,10 +450,15 @@ def plot_per_layer(path: Path, dataset: str, rows: Sequence[StatisticsRow], attr
     layers = sorted({layer for _, values in curves for layer in values}, key=layer_order)
     position = {layer: i for i, layer in enumerate(layers)}
     fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(layers) + 3), 5))
-    colors = plt.get_cmap("tab20").colors
-    for i, (r, values) in enumerate(sorted(curves, key=lambda c: c[0].label)):
-        style = ({"color": "black", "linewidth": 2.5, "zorder": 3} if r.activation == "relu"
-                 else {"color": colors[i % len(colors)], "linewidth": 1.2})
+    colors = plt.get_cmap("tab10").colors  # strong colours; dashed lines after the first ten
+    others = 0
+    for r, values in sorted(curves, key=lambda c: c[0].label):
+        if r.activation == "relu":
+            style = {"color": "black", "linewidth": 2.5, "zorder": 3}
+        else:
+            style = {"color": colors[others % len(colors)], "linewidth": 1.2,
+                     "linestyle": "-" if others < len(colors) else "--"}
+            others += 1
         ax.plot([position[layer] for layer in values], list(values.values()), marker="o", markersize=3,
                 label=r.label, **style)
     ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=7)
@@ -498,8 +503,10 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike) -> list[Path]:
             (out / f"{dataset}_statistics.md").write_text(statistics_markdown(dataset, statistics))
             write_statistics_csv(out / f"{dataset}_statistics.csv", statistics)
             written += [out / f"{dataset}_statistics.md", out / f"{dataset}_statistics.csv"]
-            for name, attribute, ylabel in [(f"{dataset}_dead_fraction.png", "dead_per_layer", "dead channel fraction"),
-                                            (f"{dataset}_influence.png", "influence_per_layer", "learned influence (mean)")]:
+            for name, attribute, ylabel in [
+                (f"{dataset}_dead_fraction.png", "dead_per_layer", "dead channel fraction"),
+                (f"{dataset}_influence.png", "influence_per_layer", "learned influence (mean)"),
+            ]:
                 if plot_per_layer(out / name, dataset, statistics, attribute, ylabel):
                     written.append(out / name)
     return written

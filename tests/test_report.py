@@ -210,7 +210,8 @@ def test_a_completed_run_at_chance_is_null_and_left_out_of_the_mean(tmp_path):
     assert lines[2] == "| nelu | 16.00 | 1 | 2 (1 diverged, 1 at chance) | 0 | 5.0 | 1.000 | – |"
     with open(out / "digits.csv") as f:
         table = {row["activation"]: row for row in csv.DictReader(f)}
-    assert (table["nelu"]["null_runs"], table["nelu"]["diverged_runs"], table["nelu"]["at_chance_runs"]) == ("2", "1", "1")
+    nelu_counts = (table["nelu"]["null_runs"], table["nelu"]["diverged_runs"], table["nelu"]["at_chance_runs"])
+    assert nelu_counts == ("2", "1", "1")
     assert table["relu"]["mean_train_time_s"] == "20.000" and table["relu"]["mean_test_time_s"] == "0.3750"
     assert table["relu"]["accuracies"] == "90.00 80.00"
 
