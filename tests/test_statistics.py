@@ -242,3 +242,30 @@ def test_data_parallel_batch_gives_the_same_statistics():
     gathered, _ = step(state, images, replicate(jnp.arange(8), mesh))
     expected, _ = jax.jit(statistics_from_state, static_argnums=0)(graphdef, (params, rest), 2.0 * x)
     chex.assert_trees_all_close(gathered, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_training_logs_the_statistics_every_epoch(tmp_path):
+    # One fixed validation batch per epoch, through the training loop: metrics.jsonl
+    # holds every layer's zero and dead fractions and the learned influences.
+    import json
+
+    from winact_jax.train import TrainConfig, train_and_evaluate
+
+    config = TrainConfig(act="nelu", model="lenet", learn_influence=True, window_mode="centered",
+                         limit_train=128, epochs=2, progress=False, workdir=str(tmp_path / "run"))
+    result = train_and_evaluate(config)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    layers = ("conv1_act", "conv2_act", "fc1_act", "fc2_act")
+    for record in records:
+        for layer in layers:
+            for name in statistics.STATISTICS:
+                assert isinstance(record[f"act/{layer}/{name}"], float), (layer, name)
+            assert 0.0 <= record[f"act/{layer}/dead_fraction"] <= 1.0
+            assert 0.0 < record[f"influence/{layer}/mean"] < 1.0
+        assert "act/mean_zero_fraction" in record and "act/mean_dead_fraction" in record
+    # The last record's influences are the trained model's.
+    final = learned_influences(nnx.merge(result.model_def.eval, result.state.params, result.state.model_state))
+    for layer in layers:
+        assert records[-1][f"influence/{layer}/mean"] == pytest.approx(float(np.mean(final[layer])), rel=1e-6)

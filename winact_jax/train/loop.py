@@ -34,9 +34,10 @@ import tqdm
 
 import winact_jax
 import winact_jax.data
-from winact_jax.data import epoch_batches, eval_batches, put_on_device
+from winact_jax.data import epoch_batches, eval_batches, gather_batch, put_on_device
 from winact_jax.models.activation import resolve
-from winact_jax.sharding import DATA_AXIS, make_mesh, replicate, to_host
+from winact_jax.models.statistics import flatten_statistics, make_statistics_step
+from winact_jax.sharding import DATA_AXIS, make_mesh, replicate, replicated, to_host
 from winact_jax.train import steps
 from winact_jax.train.checkpoints import Checkpoints
 from winact_jax.train.config import TrainConfig, format_number
@@ -150,6 +151,7 @@ class _Setup:
     evaluate: Any
     stop_flags: dict[bool, jax.Array]
     eval_tables: dict[str, tuple[jax.Array, jax.Array]]
+    activation_statistics: Any  # (state arrays, split, index table) -> per-layer statistics
 
 
 @contextlib.contextmanager
@@ -230,6 +232,12 @@ def _setup(config: TrainConfig) -> _Setup:
         evaluate=steps.make_evaluate(model_def, dataset, mesh),
         stop_flags={stop: steps.stop_flags_for(mesh, stop) for stop in (False, True)},
         eval_tables=tables,
+        activation_statistics=make_statistics_step(
+            model_def.eval,
+            # The first batch of the index table, gathered and normalized in the program.
+            lambda split, table: dataset.normalize(gather_batch(split, table[0], mesh)[0]),
+            out_shardings=replicated(mesh),
+        ),
     )
 
 
@@ -421,6 +429,11 @@ def _end_epoch(run: _Run, epoch: int) -> None:
         if position.best_val_accuracy is None or record["val_accuracy"] > position.best_val_accuracy:
             position.best_val_accuracy, position.best_val_epoch = record["val_accuracy"], epoch + 1
     record["epoch_seconds"] = sums.seconds + time.perf_counter() - started
+    # Zero outputs and dead channels per activation layer (and learned influences),
+    # on one fixed validation batch.
+    record.update(flatten_statistics(*setup.activation_statistics(
+        (run.state.params, run.state.model_state), setup.validation, setup.eval_tables["validation"][0]
+    )))
     run.say(
         f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f} "
         f"acc {100 * record['train_accuracy']:.1f}%"
