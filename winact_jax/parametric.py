@@ -122,7 +122,7 @@ def frelu(x, kernel, scale, bias) -> jax.Array:
     scale = _check_per_channel(scale, "scale", channels, False, accepted)
     bias = _check_per_channel(bias, "bias", channels, False, accepted)
     dtype = jnp.promote_types(x.dtype, jnp.float32)
-    funnel = _depthwise_same(x.astype(dtype), kernel.astype(dtype))
+    funnel = depthwise_conv(x.astype(dtype), kernel.astype(dtype))
     funnel = funnel * scale.astype(dtype) + bias.astype(dtype)
     return jnp.maximum(x.astype(dtype), funnel).astype(x.dtype)
 
@@ -134,9 +134,14 @@ def frelu(x, kernel, scale, bias) -> jax.Array:
 MAX_TAPS = 25
 
 
-def _depthwise_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """`T[b, h, w, c] = sum_{u,v} x[b, h+u-(k_h-1)//2, w+v-(k_w-1)//2, c] * kernel[u, v, c]`,
-    zero outside the map."""
+def depthwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """FReLU's funnel before its affine: a per-channel `SAME` cross-correlation.
+
+    `T[b, h, w, c] = sum_{u,v} x[b, h+u-(k_h-1)//2, w+v-(k_w-1)//2, c] * kernel[u, v, c]`,
+    zero outside the map; `x` NHWC, `kernel` `(k_h, k_w, C)`, shapes unchecked (see
+    `frelu`). The one implementation of the funnel: `frelu` and the `FReLU` model
+    layer both call it.
+    """
     k_h, k_w, channels = kernel.shape
     padding = [((k_h - 1) // 2, k_h // 2), ((k_w - 1) // 2, k_w // 2)]
     if k_h * k_w > MAX_TAPS:
@@ -150,4 +155,4 @@ def _depthwise_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return functools.reduce(jnp.add, taps)
 
 
-__all__ = ["DEFAULT_SLOPE", "frelu", "prelu"]
+__all__ = ["DEFAULT_SLOPE", "depthwise_conv", "frelu", "prelu"]

@@ -41,6 +41,7 @@ from flax.typing import Dtype
 
 import winact_jax
 from winact_jax.models.layers import BATCH_NORM_MOMENTUM
+from winact_jax import parametric
 from winact_jax.parametric import DEFAULT_SLOPE
 from winact_jax.registry import function as registered_function
 from winact_jax.window_activations import check_influence
@@ -219,20 +220,6 @@ class PReLU(_PerChannel):
         return winact_jax.prelu(x, self.slope[...])
 
 
-def _depthwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """`T(x)[n, h, w, c] = sum_{u,v} x[n, h+u-(k-1)//2, w+v-(k-1)//2, c] * kernel[u, v, c]`,
-    zero padded (`SAME`): the funnel of docs/spec.md, "Parametric comparators"."""
-    channels = x.shape[-1]
-    return jax.lax.conv_general_dilated(
-        x,
-        kernel[:, :, None, :],  # HWIO with one input channel per group
-        window_strides=(1, 1),
-        padding="SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=channels,
-    )
-
-
 class FReLU(_PerChannel):
     """FReLU (Ma et al., 2020): `max(x, BatchNorm(depthwise_conv(x)))`.
 
@@ -285,7 +272,7 @@ class FReLU(_PerChannel):
             )
         dtype = self.dtype or x.dtype
         maps = x.astype(dtype).reshape(x.shape[0], 1, 1, -1) if x.ndim == 2 else x.astype(dtype)
-        funnel = self.norm(_depthwise_conv(maps, self.kernel[...].astype(dtype)))
+        funnel = self.norm(parametric.depthwise_conv(maps, self.kernel[...].astype(dtype)))
         return jnp.maximum(maps, funnel.astype(dtype)).reshape(x.shape)
 
     def folded_affine(self) -> tuple[jax.Array, jax.Array]:
