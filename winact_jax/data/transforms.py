@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from winact_jax.data.dataset import Split
+from winact_jax.windows import _is_int
 
 
 def _check_fraction(fraction) -> float:
@@ -31,7 +32,7 @@ def _check_fraction(fraction) -> float:
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+    if not _is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
 

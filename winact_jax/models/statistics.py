@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from winact_jax import sharding
 from winact_jax.models.activation import OUTPUT_SUMMARY, LearnableInfluence, OutputSummary
 
 STATISTICS = ("zero_fraction", "dead_fraction", "mean", "max")
@@ -174,8 +175,8 @@ def learned_influences(model: nnx.Module) -> dict[str, jax.Array]:
 def _host_float(value) -> float:
     # A replicated array of a multi-process run is not fully addressable; every
     # device holds the same value.
-    if isinstance(value, jax.Array) and not value.is_fully_addressable:
-        value = value.addressable_data(0)
+    if isinstance(value, jax.Array):
+        value = sharding.to_host(value)
     return float(np.asarray(value))
 
 
