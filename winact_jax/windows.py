@@ -299,6 +299,22 @@ def tile(shape: tuple[int, ...], window: WindowSize) -> Tiling:
     return Tiling(shape=tuple(int(d) for d in shape), sizes=clamped)
 
 
+def _cast_terms(terms):
+    """`(op, values)` terms with every sum in the widest floating type of the terms,
+    at least float32 (so a count reduced beside a float64 sum is float64 too), and
+    every max in its own type; raises for an op other than `SUM` or `MAX`."""
+    floating = [v.dtype for _, v in terms if jnp.issubdtype(v.dtype, jnp.floating)]
+    sum_dtype = jnp.promote_types(jnp.result_type(*floating) if floating else jnp.float32, jnp.float32)
+    cast = []
+    for op, values in terms:
+        if op == SUM:
+            values = values.astype(sum_dtype)
+        elif op != MAX:
+            raise ValueError(f"op must be {SUM!r} or {MAX!r}; got {op!r}")
+        cast.append((op, values))
+    return cast
+
+
 # --------------------------------------------------------------------------- centered
 
 
@@ -405,16 +421,8 @@ class Neighbourhood:
         (`{i : j in N(i)}`: the offsets mirrored), which is what the backward pass
         of a neighbourhood sum needs. Returns one full-size array per term.
         """
-        # Sums in the widest floating type of the terms, at least float32 (so a
-        # count reduced beside a float64 sum is float64 too); a max in its own type.
-        floating = [v.dtype for _, v in terms if jnp.issubdtype(v.dtype, jnp.floating)]
-        sum_dtype = jnp.promote_types(jnp.result_type(*floating) if floating else jnp.float32, jnp.float32)
         results = []
-        for op, values in terms:
-            if op == SUM:
-                values = values.astype(sum_dtype)
-            elif op != MAX:
-                raise ValueError(f"op must be {SUM!r} or {MAX!r}; got {op!r}")
+        for op, values in _cast_terms(terms):
             offsets = [(a, b) if transposed else (b, a) for b, a in self.offsets]
             if self.num_shifts <= MAX_SHIFTS:
                 combine = jnp.add if op == SUM else jnp.maximum
@@ -491,16 +499,10 @@ class Runs:
     def reduce(self, *terms: tuple[str, jax.Array], transposed: bool = False) -> tuple[jax.Array, ...]:
         """Reduces each `(op, values)` term over every element's tile; full-size
         results. `transposed` changes nothing (a tile is its own transpose)."""
-        floating = [v.dtype for _, v in terms if jnp.issubdtype(v.dtype, jnp.floating)]
-        sum_dtype = jnp.promote_types(jnp.result_type(*floating) if floating else jnp.float32, jnp.float32)
         features, size = self.shape[1], self.size
         position = np.arange(features) % size
         results = []
-        for op, values in terms:
-            if op == SUM:
-                values = values.astype(sum_dtype)
-            elif op != MAX:
-                raise ValueError(f"op must be {SUM!r} or {MAX!r}; got {op!r}")
+        for op, values in _cast_terms(terms):
             identity = _identity(op, values.dtype)
             combine = jnp.add if op == SUM else jnp.maximum
             padded = jnp.pad(values, [(0, 0), (size - 1, size - 1)], constant_values=identity)
