@@ -179,7 +179,7 @@ def test_the_core_alone_trains_digits_and_each_extra_is_named_when_missing(tmp_p
     assert result["code"] == 0 and result["loaded"] == []
     assert (out / "run" / "summary.json").exists() and (out / "run" / "metrics.jsonl").exists()
     assert not (out / "run" / "tensorboard").exists()
-    assert result["report"] == [".csv", ".md"]  # tables, no figures
+    assert result["report"] == [".csv", ".csv", ".md", ".md"]  # accuracy and statistics tables, no figures
     tfds_line = 'tensorflow, needed for the TFDS datasets, is not installed: pip install "winact-jax[tfds]"'
     assert result["missing"]["cifar10"] == ["MissingExtraError", tfds_line]
     assert result["missing"]["tiny_imagenet"] == ["MissingExtraError", tfds_line]
