@@ -215,15 +215,15 @@ def _null_runs(row: Row) -> str:
     return f"{row.null} ({', '.join(parts)})"
 
 
+def _table_head(title: str, header: Sequence[str]) -> list[str]:
+    """A Markdown heading and table header: the first column left-aligned (the
+    row's label), every other one right-aligned (numbers)."""
+    return [title, "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+
+
 def markdown_table(dataset: str, rows: Sequence[Row]) -> str:
-    header = ["activation", "test accuracy (%, non-null runs)", "runs", "null runs", "unfinished",
-              "train time (s)", "test time (s)", "seed paper (%)"]
-    lines = [
-        f"### {dataset}",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    lines = _table_head(f"### {dataset}", ["activation", "test accuracy (%, non-null runs)", "runs", "null runs",
+                                            "unfinished", "train time (s)", "test time (s)", "seed paper (%)"])
     for r in rows:
         paper = f"{r.paper:.2f}" if r.paper is not None else "–"
         lines.append(f"| {r.label} | {_mean_std(r)} | {len(r.accuracies)} | {_null_runs(r)} | {r.unfinished} | "
@@ -410,13 +410,8 @@ def _fraction(value: float | None, digits: int = 3) -> str:
 
 
 def statistics_markdown(dataset: str, rows: Sequence[StatisticsRow]) -> str:
-    header = ["activation", "runs", "mean zero fraction", "mean dead fraction", "learned influence (mean)"]
-    lines = [
-        f"### {dataset}: activation statistics (final epoch)",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|---|---:|---:|---:|---:|",
-    ]
+    lines = _table_head(f"### {dataset}: activation statistics (final epoch)",
+                        ["activation", "runs", "mean zero fraction", "mean dead fraction", "learned influence (mean)"])
     for r in rows:
         lines.append(f"| {r.label} | {r.runs} | {_fraction(r.zero_fraction)} | {_fraction(r.dead_fraction)} | "
                      f"{_fraction(r.influence, 4)} |")
