@@ -40,7 +40,7 @@ from flax import nnx
 from flax.typing import Dtype
 
 import winact_jax
-from winact_jax.models.layers import BATCH_NORM_MOMENTUM
+from winact_jax.models.layers import BATCH_NORM_MOMENTUM, materialize
 from winact_jax import parametric
 from winact_jax.parametric import DEFAULT_SLOPE
 from winact_jax.registry import function as registered_function
@@ -160,7 +160,9 @@ class ActivationLayer(nnx.Module):
         raise NotImplementedError
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = self.activate(x)
+        # Every consumer (the next convolution and its weight gradient, a residual
+        # sum) reads the output instead of recomputing the activation: `materialize`.
+        y = materialize(self.activate(x))
         if self.record_statistics:
             self.sow(nnx.Intermediate, OUTPUT_SUMMARY, summarize_output(y))
         return y
