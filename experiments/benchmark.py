@@ -32,6 +32,7 @@ from experiments import timing
 from experiments.cli import PAPER_TABLE1_ACTS
 from experiments.cli import activation_list as _activation_list
 from winact_jax.backends import prefer_eigen_convolutions
+from winact_jax.window_activations import DEFAULT_WINDOW
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -236,14 +237,14 @@ class TrainingBench:
     """One activation's model, train state and jitted steps, on every device."""
 
     def __init__(self, act: str, *, model: str, image_size: int, batch_size: int, num_batches: int,
-                 num_classes: int, width: float | None = None):
+                 num_classes: int, width: float | None = None, **settings):
         from winact_jax.data import epoch_batches, eval_batches, put_on_device
         from winact_jax.sharding import make_mesh, replicate
         from winact_jax.train import TrainConfig, steps
         from winact_jax.train.optim import make_optimizer, make_schedule
         from winact_jax.train.state import create_model, create_train_state
 
-        config = TrainConfig(act=act, model=model, batch_size=batch_size, width=width, workdir="unused")
+        config = TrainConfig(act=act, model=model, batch_size=batch_size, width=width, workdir="unused", **settings)
         dataset = synthetic_dataset(image_size, batch_size * num_batches, num_classes)
         self.mesh = make_mesh()
         tx = make_optimizer(config, make_schedule(config, num_batches))
@@ -278,32 +279,60 @@ class TrainingBench:
         return self.evaluate(self.state, self.validation, *self.eval_table)
 
 
+def _timed_train_steps(names, variants, *, centered_window, channel_window):
+    """`(activation, variant label, TrainConfig settings)` for every step to time:
+    window activations once per variant, the others once."""
+    from winact_jax.train.config import ACT_PARAMETERS
+
+    # `WINDOW_VARIANTS` names the activation's parameters; a run names its settings.
+    setting = {param: field for field, param in ACT_PARAMETERS.items()}
+    windows = {"tiled": DEFAULT_WINDOW, "centered": centered_window, "channels": channel_window}
+    entries = []
+    for name in names:
+        if wa.kind(name) != "window":
+            entries.append((name, "", {}))
+            continue
+        for variant in variants:
+            settings = {setting[p]: v for p, v in WINDOW_VARIANTS[variant].items()}
+            settings["window"] = windows[variant]
+            entries.append((name, f"{variant} {windows[variant]}", settings))
+    return entries
+
+
 def run_train_step(args: argparse.Namespace) -> int:
     names = ["relu"] + [n for n in args.acts if wa.canonical_name(n) != "relu"]
+    entries = _timed_train_steps(names, args.variants, centered_window=args.centered_window,
+                                 channel_window=args.channel_window)
     benches = {
-        name: TrainingBench(name, model=args.model, image_size=args.image_size, batch_size=args.batch_size,
-                            num_batches=max(2, args.steps), num_classes=args.num_classes, width=args.width)
-        for name in names
+        f"{name} {label}".strip(): TrainingBench(
+            name, model=args.model, image_size=args.image_size, batch_size=args.batch_size,
+            num_batches=max(2, args.steps), num_classes=args.num_classes, width=args.width, **settings)
+        for name, label, settings in entries
     }
     medians = timing.interleaved_medians({n: b.step for n, b in benches.items()}, rounds=args.steps,
                                          desc="train-step")
+    relu = medians["relu"]
     rows = [
-        {"activation": n, "step_ms": round(medians[n] * 1e3, 3), "ratio_to_relu": round(medians[n] / medians["relu"], 3)}
-        for n in names
+        {"activation": name, "variant": label, "step_ms": round(medians[key] * 1e3, 3),
+         "ratio_to_relu": round(medians[key] / relu, 3)}
+        for (name, label, _), key in zip(entries, benches)
     ]
     device = timing.device_description()
     print(f"\nTraining step of {args.model} at {args.image_size}x{args.image_size}, global batch "
           f"{args.batch_size}, {device}, median of {args.steps} steps\n")
-    print(_markdown_table(["activation", "step (ms)", "x ReLU"],
-                          [[r["activation"], f"{r['step_ms']:.1f}", f"{r['ratio_to_relu']:.3f}"] for r in rows]))
+    print(_markdown_table(["activation", "variant", "step (ms)", "x ReLU"],
+                          [[r["activation"], r["variant"], f"{r['step_ms']:.1f}", f"{r['ratio_to_relu']:.3f}"]
+                           for r in rows]))
     worst = max(rows[1:], key=lambda r: r["ratio_to_relu"], default=None)
     if worst:
-        print(f"\nslowest: {worst['activation']} at {worst['ratio_to_relu']:.3f}x ReLU's training step "
+        label = f" ({worst['variant']})" if worst["variant"] else ""
+        print(f"\nslowest: {worst['activation']}{label} at {worst['ratio_to_relu']:.3f}x ReLU's training step "
               f"({worst['step_ms']:.1f} ms vs {rows[0]['step_ms']:.1f} ms)")
     _write_json(args.json, {
         "benchmark": "train-step", "date": datetime.date.today().isoformat(), "device": device,
         "jax": jax.__version__, "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
-        "steps": args.steps, "rows": rows,
+        "steps": args.steps, "variants": list(args.variants), "centered_window": args.centered_window,
+        "channel_window": args.channel_window, "rows": rows,
     })
     return 0
 
@@ -380,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--num-classes", type=int, default=100, help="classes of the head (default: 100)")
     step.add_argument("--acts", type=_activation_list, default=list(PAPER_TABLE1_ACTS),
                       help="comma-separated activations (default: the seed's ten); relu is always timed")
+    step.add_argument("--variants", type=_variant_list, default=["tiled"],
+                      help="comma-separated window variants to time: tiled, centered, channels (default: tiled)")
+    step.add_argument("--centered-window", type=int, default=3, help="window of the centered variant (default: 3)")
+    step.add_argument("--channel-window", type=int, default=4, help="window of the channels variant (default: 4)")
     step.add_argument("--steps", type=int, default=10, help="timed steps per activation (default: 10)")
     step.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     step.set_defaults(run=run_train_step)

@@ -47,11 +47,12 @@ def test_train_step_json(tmp_path):
     path = tmp_path / "step.json"
     assert benchmark.main(["train-step", "--model", "lenet", "--image-size", "16", "--batch-size", "4",
                            "--num-classes", "5", "--acts", "relu,excitator", "--steps", "2",
-                           "--json", str(path)]) == 0
+                           "--variants", "tiled,centered,channels", "--json", str(path)]) == 0
     payload = _read(path)
     assert set(payload) >= {"device", "rows"}
-    assert [set(r) for r in payload["rows"]] == [{"activation", "step_ms", "ratio_to_relu"}] * 2
-    assert [r["activation"] for r in payload["rows"]] == ["relu", "excitator"]
+    assert [set(r) for r in payload["rows"]] == [{"activation", "variant", "step_ms", "ratio_to_relu"}] * 4
+    assert [(r["activation"], r["variant"]) for r in payload["rows"]] == [
+        ("relu", ""), ("excitator", "tiled 4"), ("excitator", "centered 3"), ("excitator", "channels 4")]
     _check_ratios(payload["rows"], "step_ms", "ratio_to_relu")
     # Which convolution kernels ran is part of the result.
     assert payload["xla_flags"] == os.environ.get("XLA_FLAGS", "")

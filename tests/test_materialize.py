@@ -1,4 +1,4 @@
-"""winact_jax.models.layers.materialize: exact values, identity gradient, and the
+"""winact_jax.backends.materialize: exact values, identity gradient, and the
 compiled structure it exists for (weight gradients read activations from memory)."""
 
 import re
@@ -14,7 +14,7 @@ from flax import nnx
 
 from winact_jax import models
 from winact_jax.models import activation as activation_module
-from winact_jax.models.layers import materialize
+from winact_jax.backends import materialize
 
 SPECIAL = [-0.0, 0.0, 1.5, -2.25, 3.0e38, -1.0e-30, np.inf, -np.inf, np.nan]
 

@@ -3,7 +3,7 @@
 One home for every choice of kernels or XLA flags per backend, apart from where
 arrays live (`winact_jax.sharding`): such a choice is not about training, and the
 training, sweep and benchmark commands and the test session all make it the same
-way. Today there is one.
+way. Two are made here.
 
 CPU convolutions on XLA's Eigen kernels, not YNNPACK. jaxlib 0.10's XLA:CPU hands
 convolutions to YNNPACK. For the weight gradients of 3x3 convolutions (which XLA
@@ -18,6 +18,10 @@ The switch is an XLA flag, read once, when JAX first uses a device: call
 is harmless on a GPU machine. It is set only for the jaxlib versions it was
 measured on (XLA aborts on a flag it does not know), and never over a choice the
 user made in `XLA_FLAGS`.
+
+Values computed once on XLA:CPU: `materialize` keeps XLA:CPU from recomputing an
+activation's output (or a window statistic) inside every consumer; it is part of
+the program, not a flag, and a no-op on other platforms.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from typing import MutableMapping
+
+import jax
+import jax.numpy as jnp
 
 YNN_FUSION_TYPE_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 EIGEN_CONVOLUTIONS_FLAG = f"{YNN_FUSION_TYPE_FLAG}=-individual_convolution"
@@ -58,3 +65,40 @@ def prefer_eigen_convolutions(environ: MutableMapping[str, str] = os.environ) ->
         return False
     environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS_FLAG}".strip()
     return True
+
+
+@jax.custom_vjp
+def _divide_by_opaque_one(y: jax.Array) -> jax.Array:
+    # A full-shape 1: a scalar one is turned into a multiplication by its
+    # reciprocal, which XLA duplicates again.
+    return y / jax.lax.optimization_barrier(jnp.ones(y.shape, y.dtype))
+
+
+_divide_by_opaque_one.defvjp(lambda y: (_divide_by_opaque_one(y), None), lambda _, g: (g,))
+
+
+def materialize(y: jax.Array) -> jax.Array:
+    """`y`, computed once: its consumers read it from memory instead of recomputing it.
+
+    XLA:CPU fuses a recomputation of cheap element-wise producers into each consumer
+    that can take them. A convolution's weight gradient transposes its input, so in
+    a ResNet each of those transposes recomputed the residual stream back through
+    up to seven blocks (batch norms, activations, sums), and a window activation's
+    recomputation broadcasts window statistics in the transposed layout, which is
+    slow. Every model's activation layer therefore materializes its output
+    (`winact_jax.models.activation`), and a window statistic built from slices
+    (channel windows' maxima) is materialized where it is computed (`windows.py`). XLA never duplicates an expensive instruction, so on a CPU `y` is divided
+    by a 1 that XLA cannot see is 1 (an `optimization_barrier`): `y` exactly
+    (signed zeros, infinities and NaNs included; subnormals flush to zero, as in
+    every arithmetic op of XLA:CPU), at one division per element inside the fusion
+    that computes `y` anyway, and an identity gradient. A barrier on `y` itself
+    does nothing: XLA lowers barriers away before it fuses. Other platforms get `y`
+    untouched (`jax.lax.platform_dependent`). ResNet-38's training step on a CPU:
+    docs/benchmarks.md.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> materialize(jnp.array([-0.0, 1.5, jnp.inf]))
+      Array([-0. ,  1.5,  inf], dtype=float32)
+    """
+    return jax.lax.platform_dependent(y, cpu=_divide_by_opaque_one, default=lambda y: y)

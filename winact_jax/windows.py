@@ -48,6 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from winact_jax.backends import materialize
+
 WindowSize = Union[int, tuple[int, ...]]
 
 SUM = "sum"
@@ -278,9 +280,14 @@ class Tiling:
             # Windows along the minor axis (dense inputs, channel windows): an
             # unrolled sum of the window's slices, in order. XLA:CPU's reduction
             # over that short axis measured 10x slower than ReLU's forward pass.
+            # Slices and maxima are cheap, so XLA:CPU would recompute them in every
+            # consumer, the backward pass's chain of residual sums included: an
+            # LWTA `max` made ResNet-38's training step 2.8x ReLU's, 1.25x with
+            # the statistics materialized (docs/benchmarks.md).
             width = self.sizes[0]
             return tuple(
-                functools.reduce(op, [v[:, :, j : j + 1] for j in range(width)]) for op, v in zip(ops, operands)
+                materialize(functools.reduce(op, [v[:, :, j : j + 1] for j in range(width)]))
+                for op, v in zip(ops, operands)
             )
 
         def combine(left, right):

@@ -40,7 +40,8 @@ from flax import nnx
 from flax.typing import Dtype
 
 import winact_jax
-from winact_jax.models.layers import BATCH_NORM_MOMENTUM, materialize
+from winact_jax.backends import materialize
+from winact_jax.models.layers import BATCH_NORM_MOMENTUM
 from winact_jax import parametric
 from winact_jax.parametric import DEFAULT_SLOPE
 from winact_jax.registry import function as registered_function

@@ -17,41 +17,6 @@ NORMALIZATIONS = ("batch", "none")
 BATCH_NORM_MOMENTUM = 0.9
 
 
-@jax.custom_vjp
-def _divide_by_opaque_one(y: jax.Array) -> jax.Array:
-    # A full-shape 1: a scalar one is turned into a multiplication by its
-    # reciprocal, which XLA duplicates again.
-    return y / jax.lax.optimization_barrier(jnp.ones(y.shape, y.dtype))
-
-
-_divide_by_opaque_one.defvjp(lambda y: (_divide_by_opaque_one(y), None), lambda _, g: (g,))
-
-
-def materialize(y: jax.Array) -> jax.Array:
-    """`y`, computed once: its consumers read it from memory instead of recomputing it.
-
-    XLA:CPU fuses a recomputation of cheap element-wise producers into each consumer
-    that can take them. A convolution's weight gradient transposes its input, so in
-    a ResNet each of those transposes recomputed the residual stream back through
-    up to seven blocks (batch norms, activations, sums), and a window activation's
-    recomputation broadcasts window statistics in the transposed layout, which is
-    slow. XLA never duplicates an expensive instruction, so on a CPU `y` is divided
-    by a 1 that XLA cannot see is 1 (an `optimization_barrier`): `y` exactly
-    (signed zeros, infinities and NaNs included; subnormals flush to zero, as in
-    every arithmetic op of XLA:CPU), at one division per element inside the fusion
-    that computes `y` anyway, and an identity gradient. A barrier on `y` itself
-    does nothing: XLA lowers barriers away before it fuses. Other platforms get `y`
-    untouched (`jax.lax.platform_dependent`). ResNet-38's training step on a CPU:
-    docs/benchmarks.md.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> materialize(jnp.array([-0.0, 1.5, jnp.inf]))
-      Array([-0. ,  1.5,  inf], dtype=float32)
-    """
-    return jax.lax.platform_dependent(y, cpu=_divide_by_opaque_one, default=lambda y: y)
-
-
 def identity(x: jax.Array) -> jax.Array:
     """`x` unchanged: the normalization `"none"`."""
     return x
