@@ -377,6 +377,14 @@ def run_epoch(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- command line
 
 
+def _add_variant_flags(parser: argparse.ArgumentParser) -> None:
+    """--variants, --centered-window and --channel-window: the window variants to time."""
+    parser.add_argument("--variants", type=_variant_list, default=["tiled"],
+                        help="comma-separated window variants to time: tiled, centered, channels (default: tiled)")
+    parser.add_argument("--centered-window", type=int, default=3, help="window of the centered variant (default: 3)")
+    parser.add_argument("--channel-window", type=int, default=4, help="window of the channels variant (default: 4)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -393,10 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="input dtype (default: float32)")
     acts.add_argument("--acts", type=_activation_list, default=None,
                       help="comma-separated activation names (default: every registered one)")
-    acts.add_argument("--variants", type=_variant_list, default=["tiled"],
-                      help="comma-separated window variants to time: tiled, centered, channels (default: tiled)")
-    acts.add_argument("--centered-window", type=int, default=3, help="window of the centered variant (default: 3)")
-    acts.add_argument("--channel-window", type=int, default=4, help="window of the channels variant (default: 4)")
+    _add_variant_flags(acts)
     acts.add_argument("--rounds", type=int, default=20, help="timed rounds per activation (default: 20)")
     acts.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     acts.set_defaults(run=run_activations)
@@ -409,10 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--num-classes", type=int, default=100, help="classes of the head (default: 100)")
     step.add_argument("--acts", type=_activation_list, default=list(PAPER_TABLE1_ACTS),
                       help="comma-separated activations (default: the seed's ten); relu is always timed")
-    step.add_argument("--variants", type=_variant_list, default=["tiled"],
-                      help="comma-separated window variants to time: tiled, centered, channels (default: tiled)")
-    step.add_argument("--centered-window", type=int, default=3, help="window of the centered variant (default: 3)")
-    step.add_argument("--channel-window", type=int, default=4, help="window of the channels variant (default: 4)")
+    _add_variant_flags(step)
     step.add_argument("--steps", type=int, default=10, help="timed steps per activation (default: 10)")
     step.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     step.set_defaults(run=run_train_step)
