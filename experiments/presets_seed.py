@@ -18,7 +18,7 @@ offline; its model is the protocol's, narrowed or swapped for LeNet as stated.
 | `triangular-lr` | seed 003: triangular cyclical learning rate beside the constant one | `resnet20` on CIFAR-10, constant / triangular (lr/10 to lr, 4-epoch cycles), relu gelu mish elu + 9 window activations, 3 seeds; SGD 0.1, momentum 0.9, weight decay 5e-4, batch 128, 32 epochs (8 cycles) | 78 | 78 x 32 epochs of 45,000 32x32 images: a GPU job |
 | `triangular-lr-small` | the same on mnist5k | `lenet`, relu nelu, 1 seed, SGD 0.05, 8 epochs (2 cycles) | 4 | 1.5 min on 2 CPU cores (measured, shared machine) |
 | `mnist5k-table` | the real-image results table (docs/results/mnist5k/) | `lenet` on mnist5k, relu leaky_relu gelu silu mish prelu frelu + 9 window activations tiled (window 4) + the same 9 centered (window 3), 3 seeds; Adam 2e-3, cosine, batch 32, 15 epochs | 75 | about 40 min on 2 CPU cores (15 to 25 s a run) |
-| `mnist5k-table-resnet20` | the same table on a ResNet | `resnet20` at full width, 5 epochs, otherwise as `mnist5k-table` | 75 | about 1.6 h on 2 CPU cores (60 s a ReLU run) |
+| `mnist5k-table-resnet20` | the same table on a ResNet | `resnet20` at full width, 7 epochs, otherwise as `mnist5k-table` | 75 | about 2 h on 2 CPU cores (measured cost in docs/results/mnist5k/resnet20/) |
 | `mnist5k-table-resnet38` | the same table on the mission's model | `resnet38` at full width, 10 epochs, otherwise as `mnist5k-table` | 75 | a GPU job |
 
 Choices where the seeds are silent: the STL-10 net's layout (`models/stl_net.py`)
@@ -59,8 +59,9 @@ NORMALIZATIONS = ("batch", "none")
 # accuracy, one seed): ResNet-20 relu 10.3, nelu 12.3, frelu 54, ReLU 97.1% after
 # 4 epochs and 97.3% after 5; at half width it is no faster (10.3 s; small
 # convolutions are overhead-bound on CPU) and less accurate (96.3% after 3, 97.2%
-# after 6), so `mnist5k-table-resnet20` is full width, 5 epochs, about 1.6 h for
-# the 75 runs. ResNet-38: relu 22, frelu about 100, ReLU 96.5% after 3 epochs and
+# after 6), so `mnist5k-table-resnet20` is full width. At 5 epochs its three ReLU
+# runs scored 96.5%, 97.3% and 96.9% (mean 96.9%, under the 97% the table wants),
+# so it runs 7. ResNet-38: relu 22, frelu about 100, ReLU 96.5% after 3 epochs and
 # 97.6% after 4; at 5 epochs about 3.3 h (`mnist5k-table-resnet38` runs 10, for a
 # GPU).
 TABLE_BASELINES = ("relu", "leaky_relu", "gelu", "silu", "mish", "prelu", "frelu")
@@ -68,7 +69,7 @@ TABLE_CENTERED_WINDOW = 3
 TABLE_SETTINGS = (("model", "lenet"), ("epochs", 15), ("schedule", "cosine"))
 TABLE_LEARNING_RATE = 2e-3
 TABLE_BATCH_SIZE = 32
-TABLE_RESNET20_SETTINGS = (("model", "resnet20"), ("width", 1.0), ("epochs", 5))
+TABLE_RESNET20_SETTINGS = (("model", "resnet20"), ("width", 1.0), ("epochs", 7))
 TABLE_RESNET38_SETTINGS = (("model", "resnet38"), ("width", 1.0), ("epochs", 10))
 
 # The STL-10 protocol (seed 004); its learning rate is our choice (see above).
