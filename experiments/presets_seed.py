@@ -18,7 +18,7 @@ offline; its model is the protocol's, narrowed or swapped for LeNet as stated.
 | `triangular-lr` | seed 003: triangular cyclical learning rate beside the constant one | `resnet20` on CIFAR-10, constant / triangular (lr/10 to lr, 4-epoch cycles), relu gelu mish elu + 9 window activations, 3 seeds; SGD 0.1, momentum 0.9, weight decay 5e-4, batch 128, 32 epochs (8 cycles) | 78 | 78 x 32 epochs of 45,000 32x32 images: a GPU job |
 | `triangular-lr-small` | the same on mnist5k | `lenet`, relu nelu, 1 seed, SGD 0.05, 8 epochs (2 cycles) | 4 | 1.5 min on 2 CPU cores (measured, shared machine) |
 | `mnist5k-table` | the real-image results table (docs/results/mnist5k/) | `lenet` on mnist5k, relu leaky_relu gelu silu mish prelu frelu + 9 window activations tiled (window 4) + the same 9 centered (window 3), 3 seeds; Adam 2e-3, cosine, batch 32, 15 epochs | 75 | about 40 min on 2 CPU cores (15 to 25 s a run) |
-| `mnist5k-table-resnet20` | the same table on a ResNet | `resnet20` at full width, 7 epochs, otherwise as `mnist5k-table` | 75 | about 2 h on 2 CPU cores (measured cost in docs/results/mnist5k/resnet20/) |
+| `mnist5k-table-resnet20` | the same table on a ResNet | `resnet20` at full width, 7 epochs, otherwise as `mnist5k-table` | 75 | about 2.2 h on 2 CPU cores (99 s to 7 min a run) |
 | `mnist5k-table-resnet38` | the same table on the mission's model | `resnet38` at full width, 10 epochs, otherwise as `mnist5k-table` | 75 | a GPU job |
 
 Choices where the seeds are silent: the STL-10 net's layout (`models/stl_net.py`)
