@@ -87,8 +87,9 @@ def materialize(y: jax.Array) -> jax.Array:
     recomputation broadcasts window statistics in the transposed layout, which is
     slow. Every model's activation layer therefore materializes its output
     (`winact_jax.models.activation`), and a window statistic built from slices
-    (channel windows' maxima) is materialized where it is computed (`windows.py`). XLA never duplicates an expensive instruction, so on a CPU `y` is divided
-    by a 1 that XLA cannot see is 1 (an `optimization_barrier`): `y` exactly
+    (channel windows' maxima) is materialized where it is computed (`windows.py`).
+    XLA never duplicates an expensive instruction, so on a CPU `y` is divided by a
+    1 that XLA cannot see is 1 (an `optimization_barrier`): `y` exactly
     (signed zeros, infinities and NaNs included; subnormals flush to zero, as in
     every arithmetic op of XLA:CPU), at one division per element inside the fusion
     that computes `y` anyway, and an identity gradient. A barrier on `y` itself
