@@ -485,12 +485,12 @@ def test_accepted_influence_forms():
 @pytest.mark.parametrize("name", NAMES)
 def test_large_neighbourhoods_and_long_runs_take_the_other_path(name, monkeypatch):
     """Small neighbourhoods are reduced as shifted slices, large ones by separable
-    `reduce_window`s; short channel runs by `windows.Runs`, long ones by `Tiling`.
+    `reduce_window`s; tiles along the channels of at most `MAX_SHIFTS` by unrolled
+    slices, longer ones by a reduction.
     Forcing the other path gives the reference's values and gradients too."""
     from winact_jax import windows
 
     monkeypatch.setattr(windows, "MAX_SHIFTS", 0)
-    monkeypatch.setattr(windows, "MAX_RUN", 0)
     params = ref.params_for(name, influence=0.35, threshold=0.2)
     x = smooth_input(name, (2, 4, 5, 5), 3, seed=50, mode="centered", **params)
     g = random_input(x.shape, seed=51)
@@ -516,7 +516,7 @@ def test_geometry_objects():
 
     assert isinstance(windows.geometry((2, 8, 8, 3), 4), wa.Tiling)
     assert isinstance(windows.geometry((2, 8, 8, 3), 3, mode="centered"), wa.Neighbourhood)
-    assert isinstance(windows.geometry((2, 8, 8, 16), 4, over="channels"), windows.Runs)
+    assert isinstance(windows.geometry((2, 8, 8, 16), 4, over="channels"), wa.Tiling)
     assert windows.geometry((2, 8, 8, 16), 4, over="channels").shape == (128, 16)
     nb = windows.geometry((1, 5, 4, 2), (3, 2), mode="centered")
     assert nb.offsets == ((1, 1), (0, 1))

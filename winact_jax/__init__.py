@@ -43,7 +43,7 @@ from winact_jax.window_activations import (
     pnelu,
     softmax_threshold,
 )
-from winact_jax.windows import MODES, OVERS, Neighbourhood, Runs, Tiling
+from winact_jax.windows import MODES, OVERS, Neighbourhood, Tiling
 
 passive_nelu = pnelu
 softmax_relu = softmax_threshold
@@ -57,7 +57,6 @@ __all__ = [
     "OVERS",
     "Activation",
     "Neighbourhood",
-    "Runs",
     "Tiling",
     "canonical_name",
     "celu",

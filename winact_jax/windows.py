@@ -7,9 +7,6 @@ lies in. This module owns that geometry so the activations only describe arithme
 same interface (`view`, `unview`, `reduce`, `param`):
 
 * `Tiling` (`mode="tiled"`): non-overlapping blocks, one statistic per block;
-* `Runs` (`mode="tiled"` along the features of a dense input or along the channels,
-  windows of at most `MAX_RUN`): the same tiles, one statistic per element,
-  computed with shifts along the minor axis, which XLA:CPU vectorises;
 * `Neighbourhood` (`mode="centered"`): every element's own window, offsets
   `-(k-1)//2 ... k//2` per axis clipped at the borders, one statistic per element.
 
@@ -208,6 +205,13 @@ class Tiling:
         not constant within a window."""
         return len(self.shape) == 2
 
+    @property
+    def sums_unrolled(self) -> bool:
+        """True when `reduce` sums by default as a loop over the window's slices
+        (windows of at most `MAX_SHIFTS` elements along the minor axis), not as an
+        XLA reduction."""
+        return self.windows_channels and math.prod(self.sizes) <= MAX_SHIFTS
+
     def param(self, p: jax.Array) -> jax.Array:
         """A per-channel parameter (shape `()` or `(C,)`, C the last axis of `shape`)
         laid out to broadcast against `view(x)`."""
@@ -282,7 +286,7 @@ class Tiling:
             identities.append(identity)
         ops = [jnp.add if op == SUM else jnp.maximum for op, _ in terms]
         if unroll is None:
-            unroll = self.windows_channels or all(op == MAX for op, _ in terms)
+            unroll = self.sums_unrolled or all(op == MAX for op, _ in terms)
         if unroll and math.prod(self.sizes) <= MAX_SHIFTS:
             return tuple(materialize(self._unrolled(op, v)) for op, v in zip(ops, operands))
 
@@ -485,67 +489,7 @@ def neighbourhood(shape: tuple[int, ...], window: WindowSize) -> Neighbourhood:
     return Neighbourhood(shape=tuple(int(d) for d in shape), sizes=sizes)
 
 
-# Runs of at most this many features are tiled by `Runs` (masked shifted slices,
-# 2 * size - 1 of them); longer ones by `Tiling`.
-MAX_RUN = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class Runs:
-    """Tiles along the features of a `(rows, features)` shape (dense inputs, and
-    channel windows: `over="channels"`), with one statistic per element.
-
-    The same windows as `Tiling` of that shape, computed differently: `Tiling`
-    blocks the features as `(rows, n, w, 1)`, whose minor axes (`w` and the size-1
-    channel axis) XLA:CPU cannot vectorise; here each window statistic is a sum (or
-    max) of the `2 * size - 1` shifted copies of the `(rows, features)` array,
-    each masked to the element's own tile by a constant, in one fused loop whose
-    minor axis is the features. A window's elements are combined in their order,
-    as by `Tiling`, so both give the same values.
-    """
-
-    shape: tuple[int, ...]
-    """`(rows, features)`."""
-    size: int
-    """Window size, clamped to the features."""
-
-    windows_channels = True
-    """The windowed axis is the one a per-channel parameter varies along."""
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return (self.size,)
-
-    def view(self, x: jax.Array) -> jax.Array:
-        return x
-
-    def unview(self, y: jax.Array) -> jax.Array:
-        return y
-
-    def param(self, p: jax.Array) -> jax.Array:
-        return p
-
-    def reduce(self, *terms: tuple[str, jax.Array], transposed: bool = False) -> tuple[jax.Array, ...]:
-        """Reduces each `(op, values)` term over every element's tile; full-size
-        results. `transposed` changes nothing (a tile is its own transpose)."""
-        features, size = self.shape[1], self.size
-        position = np.arange(features) % size
-        results = []
-        for op, values in _cast_terms(terms):
-            identity = _identity(op, values.dtype)
-            combine = jnp.add if op == SUM else jnp.maximum
-            padded = jnp.pad(values, [(0, 0), (size - 1, size - 1)], constant_values=identity)
-            total = None
-            for shift in range(-(size - 1), size):
-                same_tile = (position + shift >= 0) & (position + shift < size)
-                part = padded[:, size - 1 + shift : size - 1 + shift + features]
-                part = jnp.where(same_tile, part, identity)
-                total = part if total is None else combine(total, part)
-            results.append(total)
-        return tuple(results)
-
-
-Geometry = Union[Tiling, Neighbourhood, Runs]
+Geometry = Union[Tiling, Neighbourhood]
 
 
 def working_shape(shape: tuple[int, ...], over: str = DEFAULT_OVER) -> tuple[int, ...]:
@@ -571,7 +515,4 @@ def geometry(
     shape = working_shape(shape, over)
     if mode == CENTERED:
         return neighbourhood(shape, window)
-    tiling = tile(shape, window)
-    if tiling.windows_channels and tiling.sizes[0] <= MAX_RUN:
-        return Runs(shape=tiling.shape, size=tiling.sizes[0])
-    return tiling
+    return tile(shape, window)
