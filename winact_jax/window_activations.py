@@ -235,17 +235,39 @@ def _drain_backward(geometry, a, xb, gb, live, share=1.0):
     return jnp.where(live, gb, jnp.where(xb < 0, back, 0))
 
 
+def _saves_output(geometry: Geometry) -> bool:
+    """True when an activation whose live elements are its positive outputs saves
+    its output, not its window statistics, for the backward pass: for
+    neighbourhoods, whose statistics are full-size. The output is written anyway,
+    so the statistics are then read once, where they are computed; XLA:CPU would
+    otherwise recompute each neighbourhood sum in every consumer."""
+    return isinstance(geometry, Neighbourhood)
+
+
+def _saved(geometry, y, stats):
+    return y if _saves_output(geometry) else stats
+
+
+def _moved_positive(geometry, xb, saved, a):
+    """`w + a * s > 0`, `s` a window statistic (NeLU's `neg`, the v2 forms' share):
+    from the saved statistic, or as the saved output's `> 0` where the output was
+    saved (`_saves_output`), which is the same wherever it is read."""
+    if _saves_output(geometry):
+        return _blocked(geometry, saved) > 0
+    return xb + a * saved > 0
+
+
 def _nelu_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
     neg = _negative_sums(geometry, xb)
-    y = jnp.maximum(xb + a * neg, 0)
-    return _output(geometry, y, x.dtype), (x, neg)
+    y = _output(geometry, jnp.maximum(xb + a * neg, 0), x.dtype)
+    return y, (x, _saved(geometry, y, neg))
 
 
 def _nelu_bwd(geometry, a, residuals, g):
-    x, neg = residuals
+    x, saved = residuals
     xb = _blocked(geometry, x)
-    dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=xb + a * neg > 0)
+    dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=_moved_positive(geometry, xb, saved, a))
     return (_output(geometry, dx, x.dtype),)
 
 
@@ -260,9 +282,10 @@ def _drain_influence(geometry, a, xb, gb, live, drained):
 
 
 def _nelu_influence(geometry, a, residuals, g):
-    x, neg = residuals
+    x, saved = residuals
     xb = _blocked(geometry, x)
-    return _drain_influence(geometry, a, xb, _blocked(geometry, g), xb + a * neg > 0, neg)
+    neg = _negative_sums(geometry, xb) if _saves_output(geometry) else saved
+    return _drain_influence(geometry, a, xb, _blocked(geometry, g), _moved_positive(geometry, xb, saved, a), neg)
 
 
 _nelu = _Activation(_nelu_fwd, _nelu_bwd, _nelu_influence)
@@ -401,20 +424,26 @@ def _excitator_pre(xb, pos, a):
     return xb - a * jnp.maximum(xb, 0) + a * pos
 
 
+def _excitator_live(geometry, xb, saved, a):
+    if _saves_output(geometry):
+        return _blocked(geometry, saved) > 0
+    return _excitator_pre(xb, saved, a) > 0
+
+
 def _excitator_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
     pos = _positive_sums(geometry, xb)
-    y = jnp.maximum(_excitator_pre(xb, pos, a), 0)
-    return _output(geometry, y, x.dtype), (x, pos)
+    y = _output(geometry, jnp.maximum(_excitator_pre(xb, pos, a), 0), x.dtype)
+    return y, (x, _saved(geometry, y, pos))
 
 
 def _excitator_bwd(geometry, a, residuals, g):
     # dz_i/dx_j = delta_ij (1 - a [x_i > 0]) + a [x_j > 0]: every live element's
     # gradient flows back to every positive (donor) element of its window.
-    x, pos = residuals
+    x, saved = residuals
     xb = _blocked(geometry, x)
     gb = _blocked(geometry, g)
-    live = _excitator_pre(xb, pos, a) > 0
+    live = _excitator_live(geometry, xb, saved, a)
     back = _spread_back(geometry, jnp.where(live, gb, 0), live, a)
     own = jnp.where(live, jnp.where(xb > 0, (1 - a) * gb, gb), 0)
     dx = jnp.where(xb > 0, own + back, own)
@@ -422,9 +451,10 @@ def _excitator_bwd(geometry, a, residuals, g):
 
 
 def _excitator_influence(geometry, a, residuals, g):
-    x, pos = residuals
+    x, saved = residuals
     xb = _blocked(geometry, x)
-    live = _excitator_pre(xb, pos, a) > 0
+    live = _excitator_live(geometry, xb, saved, a)
+    pos = _positive_sums(geometry, xb) if _saves_output(geometry) else saved
     return jnp.where(live, _blocked(geometry, g) * (pos - jnp.maximum(xb, 0)), 0)
 
 
@@ -478,17 +508,18 @@ def _excitator_v2_stats(xb, geometry):
 def _excitator_v2_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
     share, inv_receivers = _excitator_v2_stats(xb, geometry)
-    y = jnp.where(xb > 0, (1 - a) * xb, jnp.maximum(xb + a * share, 0))
-    return _output(geometry, y, x.dtype), (x, share, inv_receivers)
+    y = _output(geometry, jnp.where(xb > 0, (1 - a) * xb, jnp.maximum(xb + a * share, 0)), x.dtype)
+    return y, (x, _saved(geometry, y, share), inv_receivers)
 
 
 def _excitator_v2_bwd(geometry, a, residuals, g):
     # Donors (w > 0) pass (1 - a) of their gradient and receive a / n_np of every
     # live receiver's; live receivers (w <= 0 lifted above 0) pass theirs.
-    x, share, inv_receivers = residuals
+    x, saved, inv_receivers = residuals
     xb = _blocked(geometry, x)
     gb = _blocked(geometry, g)
-    lifted = xb + a * share > 0
+    # Only read where w <= 0, where the output is positive iff lifted.
+    lifted = _moved_positive(geometry, xb, saved, a)
     live_receiver = (xb <= 0) & lifted
     back = _spread_back(geometry, jnp.where(live_receiver, gb, 0), live_receiver, a, inv_receivers)
     # Written without `live_receiver` so XLA does not share (and store) the
@@ -498,8 +529,9 @@ def _excitator_v2_bwd(geometry, a, residuals, g):
 
 
 def _excitator_v2_influence(geometry, a, residuals, g):
-    x, share, _ = residuals
+    x, saved, _ = residuals
     xb = _blocked(geometry, x)
+    share = _excitator_v2_stats(xb, geometry)[0] if _saves_output(geometry) else saved
     gb = _blocked(geometry, g)
     return jnp.where(xb > 0, -xb * gb, jnp.where(xb + a * share > 0, share * gb, 0))
 
@@ -550,22 +582,30 @@ def _inhibitor_v2_live(xb, share, a):
 def _inhibitor_v2_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
     share, inv_receivers = _inhibitor_v2_stats(xb, geometry)
-    y = jnp.where(_inhibitor_v2_live(xb, share, a), xb + a * share, 0)
-    return _output(geometry, y, x.dtype), (x, share, inv_receivers)
+    y = _output(geometry, jnp.where(_inhibitor_v2_live(xb, share, a), xb + a * share, 0), x.dtype)
+    return y, (x, _saved(geometry, y, share), inv_receivers)
+
+
+def _inhibitor_v2_saved_live(geometry, xb, saved, a):
+    if _saves_output(geometry):
+        return _blocked(geometry, saved) > 0
+    return _inhibitor_v2_live(xb, saved, a)
 
 
 def _inhibitor_v2_bwd(geometry, a, residuals, g):
-    x, share, inv_receivers = residuals
+    x, saved, inv_receivers = residuals
     xb = _blocked(geometry, x)
-    live = _inhibitor_v2_live(xb, share, a)
+    live = _inhibitor_v2_saved_live(geometry, xb, saved, a)
     dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=live, share=inv_receivers)
     return (_output(geometry, dx, x.dtype),)
 
 
 def _inhibitor_v2_influence(geometry, a, residuals, g):
-    x, share, _ = residuals
+    x, saved, _ = residuals
     xb = _blocked(geometry, x)
-    return _drain_influence(geometry, a, xb, _blocked(geometry, g), _inhibitor_v2_live(xb, share, a), share)
+    share = _inhibitor_v2_stats(xb, geometry)[0] if _saves_output(geometry) else saved
+    live = _inhibitor_v2_saved_live(geometry, xb, saved, a)
+    return _drain_influence(geometry, a, xb, _blocked(geometry, g), live, share)
 
 
 _inhibitor_v2 = _Activation(_inhibitor_v2_fwd, _inhibitor_v2_bwd, _inhibitor_v2_influence)
