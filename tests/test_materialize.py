@@ -12,6 +12,7 @@ import pytest
 from absl.testing import parameterized
 from flax import nnx
 
+import winact_jax
 from winact_jax import models
 from winact_jax.models import activation as activation_module
 from winact_jax.backends import materialize
@@ -75,3 +76,47 @@ def test_weight_gradients_read_activations_instead_of_recomputing_them(monkeypat
     monkeypatch.setattr(activation_module, "materialize", lambda y: y)
     recomputed = _weight_gradient_transposes("nelu")
     assert sum(c > 1 for c in recomputed) > 1 and recomputed[-1] > counts[-1], recomputed
+
+
+def _largest_fusion_reading_a_reduced_cotangent(act_params: dict) -> int:
+    """The most operands of any fusion in a compiled ResNet-20 gradient whose
+    output has the shape of channel-window statistics (`(positions, C/4, 1, 1)`)."""
+    model = models.create("resnet20", 10, act="nelu", act_params=act_params, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    images, labels = jnp.zeros((4, 16, 16, 3)), jnp.zeros((4,), jnp.int32)
+
+    def loss(params):
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        return optax.softmax_cross_entropy_with_integer_labels(model(images), labels).mean()
+
+    text = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    fusions = re.findall(r"= f32\[\d+,\d+,1,1\]\S* fusion\((.*?)\), kind", text)
+    assert fusions, "no channel-window statistics found"
+    return max(operands.count("%") for operands in fusions)
+
+
+def test_channel_window_layers_materialize_their_cotangent(monkeypatch):
+    channels = {"window": 4, "over": "channels"}
+    assert models.activation.Stateless(winact_jax.get("nelu", **channels)).windows_channels
+    assert not models.activation.Stateless(winact_jax.get("nelu", window=4)).windows_channels
+    assert not models.activation.Stateless(jax.nn.relu).windows_channels
+    assert models.activation.LearnableInfluence("nelu", 8, **channels).windows_channels
+
+    # The gradient is the same, bit for bit, with and without.
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
+    layer = models.activation.Stateless(winact_jax.get("nelu", **channels))
+    with_it = jax.grad(lambda x: jnp.sum(jnp.sin(layer(x))))(x)
+    monkeypatch.setattr(activation_module, "materialize_cotangent", lambda y: y)
+    without = jax.grad(lambda x: jnp.sum(jnp.sin(layer(x))))(x)
+    np.testing.assert_array_equal(with_it, without)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the recomputation is XLA:CPU's")
+def test_channel_window_statistics_read_a_stored_cotangent(monkeypatch):
+    # Without `materialize_cotangent` XLA:CPU fuses the backward pass's chain of
+    # residual sums, batch norms and masks into the statistics' unrolled slices.
+    channels = {"window": 4, "over": "channels"}
+    stored = _largest_fusion_reading_a_reduced_cotangent(channels)
+    monkeypatch.setattr(activation_module, "materialize_cotangent", lambda y: y)
+    recomputed = _largest_fusion_reading_a_reduced_cotangent(channels)
+    assert recomputed > stored + 5, (stored, recomputed)

@@ -145,10 +145,7 @@ class _Activation:
         def static(x, geometry: Geometry, a: float):
             return forward(x, geometry, a)[0]
 
-        def static_bwd(geometry, a, residuals, g):
-            return backward(geometry, a, residuals, _cotangent(geometry, g))
-
-        static.defvjp(forward, static_bwd)
+        static.defvjp(forward, backward)
 
         @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
         def dynamic(x, geometry: Geometry, a: jax.Array):
@@ -161,7 +158,6 @@ class _Activation:
         def dynamic_bwd(geometry, saved, g):
             residuals, a = saved
             laid_out = geometry.param(a)
-            g = _cotangent(geometry, g)
             (dx,) = backward(geometry, laid_out, residuals, g)
             terms = influence_terms(geometry, laid_out, residuals, g)
             if a.ndim > 0 and isinstance(geometry, Tiling) and geometry.windows_channels:
@@ -181,20 +177,6 @@ class _Activation:
         else:
             y = self.dynamic(working, geometry, jnp.asarray(a, _compute_dtype(x.dtype)))
         return y.reshape(x.shape)
-
-
-def _cotangent(geometry: Geometry, g: jax.Array) -> jax.Array:
-    """The incoming cotangent, materialized where the window statistics are
-    unrolled slices along the channels (`Tiling.sums_unrolled`). XLA:CPU fuses the
-    cheap chain that computes a cotangent (the backward pass's residual sums,
-    batch norms and activation masks of a whole stage of ResNet blocks) into every
-    consumer that reuses its elements; unrolled slices are such consumers. In
-    ResNet-38's training step with channel windows of 4 the statistics' fusions read
-    up to 65 arrays, and NeLU's step took 1.38x ReLU's; with the cotangent
-    materialized, see docs/benchmarks.md."""
-    if isinstance(geometry, Tiling) and geometry.sums_unrolled:
-        return materialize(g)
-    return g
 
 
 def _sum_where(geometry: Geometry, values: jax.Array, present: jax.Array, transposed: bool = False) -> jax.Array:
@@ -728,7 +710,6 @@ def _select_fwd(x, geometry, rule, t):
 
 
 def _select_bwd(geometry, rule, t, residuals, g):
-    g = _cotangent(geometry, g)
     x, stats = residuals
     xb = geometry.view(x).astype(stats[0].dtype)
     dx = jnp.where(_kept(xb, stats, rule), geometry.view(g), 0)

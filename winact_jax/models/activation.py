@@ -40,13 +40,13 @@ from flax import nnx
 from flax.typing import Dtype
 
 import winact_jax
-from winact_jax.backends import materialize
+from winact_jax.backends import materialize, materialize_cotangent
 from winact_jax.models.layers import BATCH_NORM_MOMENTUM
 from winact_jax import parametric
 from winact_jax.parametric import DEFAULT_SLOPE
 from winact_jax.registry import function as registered_function
 from winact_jax.window_activations import check_influence
-from winact_jax.windows import _is_int
+from winact_jax.windows import CHANNELS, _is_int
 
 ActivationLike = Union[str, Callable[[jax.Array], jax.Array]]
 
@@ -140,6 +140,10 @@ def check_kernel_size(kernel_size) -> int:
     return int(kernel_size)
 
 
+def _windows_channels(function) -> bool:
+    return isinstance(function, winact_jax.Activation) and dict(function.params).get("over") == CHANNELS
+
+
 class ActivationLayer(nnx.Module):
     """A model's nonlinearity: `__call__` applies `activate` and may record its output.
 
@@ -160,10 +164,18 @@ class ActivationLayer(nnx.Module):
     def activate(self, x: jax.Array) -> jax.Array:
         raise NotImplementedError
 
+    @property
+    def windows_channels(self) -> bool:
+        """True for a window activation over channel windows (`over="channels"`),
+        whose backward pass reads its cotangent's elements several times."""
+        return False
+
     def __call__(self, x: jax.Array) -> jax.Array:
         # Every consumer (the next convolution and its weight gradient, a residual
         # sum) reads the output instead of recomputing the activation: `materialize`.
         y = materialize(self.activate(x))
+        if self.windows_channels:
+            y = materialize_cotangent(y)
         if self.record_statistics:
             self.sow(nnx.Intermediate, OUTPUT_SUMMARY, summarize_output(y))
         return y
@@ -179,6 +191,10 @@ class Stateless(ActivationLayer):
 
     def activate(self, x: jax.Array) -> jax.Array:
         return self.function(x)
+
+    @property
+    def windows_channels(self) -> bool:
+        return _windows_channels(self.function)
 
     def __repr__(self) -> str:
         return f"Stateless(function={self.function!r})"
@@ -331,6 +347,10 @@ class LearnableInfluence(_PerChannel):
     def influence(self) -> jax.Array:
         """The current `(channels,)` influence, in [0, 1]."""
         return jax.nn.sigmoid(self.influence_logit[...])
+
+    @property
+    def windows_channels(self) -> bool:
+        return _windows_channels(self.activation)
 
     def activate(self, x: jax.Array) -> jax.Array:
         self._check_input(x)
