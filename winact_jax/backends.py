@@ -20,8 +20,9 @@ measured on (XLA aborts on a flag it does not know), and never over a choice the
 user made in `XLA_FLAGS`.
 
 Values computed once on XLA:CPU: `materialize` keeps XLA:CPU from recomputing an
-activation's output (or a window statistic) inside every consumer; it is part of
-the program, not a flag, and a no-op on other platforms.
+activation's output (or a window statistic) inside every consumer, and
+`materialize_cotangent` does the same for a cotangent in the backward pass; they
+are part of the program, not flags, and no-ops on other platforms.
 """
 
 from __future__ import annotations

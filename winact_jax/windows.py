@@ -61,9 +61,10 @@ OVERS = (SPATIAL, CHANNELS)
 DEFAULT_MODE = TILED
 DEFAULT_OVER = SPATIAL
 
-# Windows of at most this many elements along a minor axis (tiles) or in all
-# (neighbourhoods) are reduced as unrolled sums of shifted slices; larger ones by
-# XLA's reductions (`lax.reduce`, one `reduce_window` per axis).
+# Windows of at most this many elements are reduced as unrolled loops over their
+# slices (neighbourhoods; tiles along the channels or the features; maxima over
+# spatial tiles); larger ones by XLA's reductions (`lax.reduce` one window axis at
+# a time, one `reduce_window` per axis).
 MAX_SHIFTS = 16
 
 
