@@ -248,13 +248,19 @@ def _saved(geometry, y, stats):
     return y if _saves_output(geometry) else stats
 
 
-def _moved_positive(geometry, xb, saved, a):
-    """`w + a * s > 0`, `s` a window statistic (NeLU's `neg`, the v2 forms' share):
-    from the saved statistic, or as the saved output's `> 0` where the output was
-    saved (`_saves_output`), which is the same wherever it is read."""
+def _live(geometry, saved, from_statistics):
+    """The live mask of an activation whose live elements are its positive outputs:
+    the saved output's `> 0` where the output was saved (`_saves_output`), else
+    `from_statistics(saved)`, recomputed from the saved window statistics."""
     if _saves_output(geometry):
         return _blocked(geometry, saved) > 0
-    return xb + a * saved > 0
+    return from_statistics(saved)
+
+
+def _moved_positive(geometry, xb, saved, a):
+    """`w + a * s > 0`, `s` a window statistic (NeLU's `neg`, the v2 forms' share);
+    read only where it is the output's `> 0`."""
+    return _live(geometry, saved, lambda s: xb + a * s > 0)
 
 
 def _nelu_fwd(x, geometry, a):
@@ -424,12 +430,6 @@ def _excitator_pre(xb, pos, a):
     return xb - a * jnp.maximum(xb, 0) + a * pos
 
 
-def _excitator_live(geometry, xb, saved, a):
-    if _saves_output(geometry):
-        return _blocked(geometry, saved) > 0
-    return _excitator_pre(xb, saved, a) > 0
-
-
 def _excitator_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
     pos = _positive_sums(geometry, xb)
@@ -443,7 +443,7 @@ def _excitator_bwd(geometry, a, residuals, g):
     x, saved = residuals
     xb = _blocked(geometry, x)
     gb = _blocked(geometry, g)
-    live = _excitator_live(geometry, xb, saved, a)
+    live = _live(geometry, saved, lambda pos: _excitator_pre(xb, pos, a) > 0)
     back = _spread_back(geometry, jnp.where(live, gb, 0), live, a)
     own = jnp.where(live, jnp.where(xb > 0, (1 - a) * gb, gb), 0)
     dx = jnp.where(xb > 0, own + back, own)
@@ -453,7 +453,7 @@ def _excitator_bwd(geometry, a, residuals, g):
 def _excitator_influence(geometry, a, residuals, g):
     x, saved = residuals
     xb = _blocked(geometry, x)
-    live = _excitator_live(geometry, xb, saved, a)
+    live = _live(geometry, saved, lambda pos: _excitator_pre(xb, pos, a) > 0)
     pos = _positive_sums(geometry, xb) if _saves_output(geometry) else saved
     return jnp.where(live, _blocked(geometry, g) * (pos - jnp.maximum(xb, 0)), 0)
 
@@ -586,16 +586,10 @@ def _inhibitor_v2_fwd(x, geometry, a):
     return y, (x, _saved(geometry, y, share), inv_receivers)
 
 
-def _inhibitor_v2_saved_live(geometry, xb, saved, a):
-    if _saves_output(geometry):
-        return _blocked(geometry, saved) > 0
-    return _inhibitor_v2_live(xb, saved, a)
-
-
 def _inhibitor_v2_bwd(geometry, a, residuals, g):
     x, saved, inv_receivers = residuals
     xb = _blocked(geometry, x)
-    live = _inhibitor_v2_saved_live(geometry, xb, saved, a)
+    live = _live(geometry, saved, lambda share: _inhibitor_v2_live(xb, share, a))
     dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=live, share=inv_receivers)
     return (_output(geometry, dx, x.dtype),)
 
@@ -604,7 +598,7 @@ def _inhibitor_v2_influence(geometry, a, residuals, g):
     x, saved, _ = residuals
     xb = _blocked(geometry, x)
     share = _inhibitor_v2_stats(xb, geometry)[0] if _saves_output(geometry) else saved
-    live = _inhibitor_v2_saved_live(geometry, xb, saved, a)
+    live = _live(geometry, saved, lambda share: _inhibitor_v2_live(xb, share, a))
     return _drain_influence(geometry, a, xb, _blocked(geometry, g), live, share)
 
 
@@ -738,7 +732,9 @@ def softmax_threshold(
     The softmax is over the whole window (the seed took it along rows only). With
     `mode="centered"`, `x_i` is kept iff `exp(x_i) / sum_{j in N(i)} exp(x_j) >= t`,
     computed against the neighbourhood's max (exact and finite for any finite
-    float32 input, at `prod(window)` exponentials per element).
+    float32 input, at `prod(window)` exponentials per element). Either way the
+    test is taken in log space, `w - m >= log(t * sum exp(v - m))` with `m` the
+    window's max, so the passes that apply the mask take no exponential.
 
     Args:
       x, window, mode, over: as for `nelu`.
