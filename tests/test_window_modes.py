@@ -522,3 +522,20 @@ def test_geometry_objects():
     assert nb.offsets == ((1, 1), (0, 1))
     # |N(i)| in closed form: rows 2,3,3,3,2 by columns 2,2,2,1
     np.testing.assert_array_equal(nb.count()[0, :, :, 0], np.outer([2, 3, 3, 3, 2], [2, 2, 2, 1]))
+
+
+@pytest.mark.parametrize("shape, window", [((2, 7, 6, 3), 3), ((2, 9, 4), 4), ((1, 4, 5, 3, 2), (2, 2, 2)), ((3, 11), 4), ((2, 5, 5, 2), (4, 1))])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_neighbourhood_regions_match_the_padded_shifts(shape, window, transposed):
+    """Small neighbourhoods are reduced from border and interior regions, without a
+    padded copy; the padded copy's shifted slices give the same sums and maxima,
+    and a term's element-wise `part` is the same as reducing `part(values)`."""
+    from winact_jax import windows
+
+    geometry = windows.neighbourhood(shape, window)
+    x = jnp.asarray(random_input(shape, seed=60))
+    offsets = [(a, b) if transposed else (b, a) for b, a in geometry.offsets]
+    for op, combine, fill in ((windows.SUM, jnp.add, 0.0), (windows.MAX, jnp.maximum, -jnp.inf)):
+        expected = functools.reduce(combine, geometry._shifted(jnp.minimum(x, 0.5), offsets, jnp.array(fill)))
+        (by_regions,) = geometry.reduce((op, x, lambda v: jnp.minimum(v, 0.5)), transposed=transposed)
+        np.testing.assert_allclose(np.asarray(by_regions), np.asarray(expected), rtol=1e-6, atol=1e-6)

@@ -179,9 +179,12 @@ class _Activation:
         return y.reshape(x.shape)
 
 
-def _sum_where(geometry: Geometry, values: jax.Array, present: jax.Array, transposed: bool = False) -> jax.Array:
-    """Window sums of `values`, which must be zero wherever `present` is False
-    (`transposed`: summed over every window an element belongs to).
+def _sum_where(
+    geometry: Geometry, values: jax.Array, present: jax.Array, transposed: bool = False, part=None
+) -> jax.Array:
+    """Window sums of `values`, or of `part(values)` (`part` element-wise), which
+    must be zero wherever `present` is False (`transposed`: summed over every
+    window an element belongs to).
 
     For tiles, the sum is reduced together with the count of `present` elements and
     kept only where that count is positive, which changes nothing (a window with no
@@ -194,9 +197,10 @@ def _sum_where(geometry: Geometry, values: jax.Array, present: jax.Array, transp
     along the channels) need no count: over channel windows of 4 it made NeLU's
     forward+backward 1.85x ReLU's, 1.36x without.
     """
+    term = (windows.SUM, values) if part is None else (windows.SUM, values, part)
     if not isinstance(geometry, Tiling) or geometry.sums_unrolled:
-        return geometry.reduce((windows.SUM, values), transposed=transposed)[0]
-    total, count = geometry.reduce((windows.SUM, values), (windows.SUM, present))
+        return geometry.reduce(term, transposed=transposed)[0]
+    total, count = geometry.reduce(term, (windows.SUM, present))
     return jnp.where(count > 0, total, 0)
 
 
@@ -221,8 +225,16 @@ def _spread_back(geometry: Geometry, values: jax.Array, present: jax.Array, a, w
 
 
 
+def _negative_part(v):
+    return jnp.minimum(v, 0)
+
+
+def _positive_part(v):
+    return jnp.maximum(v, 0)
+
+
 def _negative_sums(geometry, xb):
-    return _sum_where(geometry, jnp.minimum(xb, 0), xb < 0)
+    return _sum_where(geometry, xb, xb < 0, part=_negative_part)
 
 
 def _drain_backward(geometry, a, xb, gb, live, share=1.0):
@@ -423,7 +435,7 @@ def pnelu(
 
 
 def _positive_sums(geometry, xb):
-    return _sum_where(geometry, jnp.maximum(xb, 0), xb > 0)
+    return _sum_where(geometry, xb, xb > 0, part=_positive_part)
 
 
 def _excitator_pre(xb, pos, a):
@@ -493,16 +505,17 @@ def excitator(
 # n_np non-positive elements of the window.
 
 
-def _equal_shares(geometry, mass, receivers):
-    """Each window's `mass` split equally among its `receivers` (at least 1), and
-    `1 / max(1, number of receivers)`, from one pass."""
-    total, count = geometry.reduce((windows.SUM, mass), (windows.SUM, receivers))
+def _equal_shares(geometry, xb, mass, receives):
+    """Each window's `mass(xb)` split equally among the elements where
+    `receives(xb)` (at least 1), and `1 / max(1, number of receivers)`, from one
+    pass (`mass` and `receives` element-wise)."""
+    total, count = geometry.reduce((windows.SUM, xb, mass), (windows.SUM, xb, receives))
     inv_receivers = 1 / jnp.maximum(count, 1)
     return total * inv_receivers, inv_receivers
 
 
 def _excitator_v2_stats(xb, geometry):
-    return _equal_shares(geometry, jnp.maximum(xb, 0), xb <= 0)
+    return _equal_shares(geometry, xb, _positive_part, lambda v: v <= 0)
 
 
 def _excitator_v2_fwd(x, geometry, a):
@@ -572,7 +585,7 @@ def excitator_v2(
 
 
 def _inhibitor_v2_stats(xb, geometry):
-    return _equal_shares(geometry, jnp.minimum(xb, 0), xb >= 0)
+    return _equal_shares(geometry, xb, _negative_part, lambda v: v >= 0)
 
 
 def _inhibitor_v2_live(xb, share, a):
@@ -646,8 +659,9 @@ def _select(x, geometry: Geometry, rule: str, t: float):
     return _select_fwd(x, geometry, rule, t)[0]
 
 
-def _neighbourhood_softmax_sums(xb, geometry: Neighbourhood, m):
-    """`sum_{j in N(i)} exp(x_j - m_i)`, `m_i` the max of `N(i)`.
+def _neighbourhood_softmax_stats(xb, geometry: Neighbourhood):
+    """`m_i`, the max of `N(i)`, and `sum_{j in N(i)} exp(x_j - m_i)`, both from
+    one padded copy of `x`.
 
     Not a box sum of one fixed array (each term depends on `i` through `m_i`), so
     it is summed over the `prod(k)` shifted copies of `x`: exact (every term is at
@@ -656,11 +670,9 @@ def _neighbourhood_softmax_sums(xb, geometry: Neighbourhood, m):
     which is cheap for the small windows centered activations use (9 for 3x3) and
     grows with the window's volume.
     """
-    total = None
-    for shifted in geometry.neighbours(xb, -jnp.inf):
-        term = jnp.exp(shifted - m)
-        total = term if total is None else total + term
-    return total
+    neighbours = geometry.neighbours(xb, -jnp.inf)
+    m = functools.reduce(jnp.maximum, neighbours)
+    return m, functools.reduce(jnp.add, [jnp.exp(v - m) for v in neighbours])
 
 
 def _window_stats(xb, geometry, rule, t):
@@ -668,19 +680,16 @@ def _window_stats(xb, geometry, rule, t):
     `softmax(W)_w >= t` iff `w - m >= log budget`, one subtraction and comparison
     per element instead of an exponential and a division in every pass that needs
     the kept mask (the forward pass and the backward pass)."""
-    (m,) = geometry.reduce((windows.MAX, xb))
     if rule != "softmax":
-        return (m,)
+        return geometry.reduce((windows.MAX, xb))
     if isinstance(geometry, Neighbourhood):
-        total = _neighbourhood_softmax_sums(xb, geometry, m)
-    elif isinstance(geometry, Tiling):
+        m, total = _neighbourhood_softmax_stats(xb, geometry)
+    else:
+        (m,) = geometry.reduce((windows.MAX, xb))
         # Unrolled, so the exponentials are taken inside the loop over the tile's
         # slices: ResNet-38's training step measured 1.08x ReLU's this way, 1.11x
         # as a reduction (docs/benchmarks.md).
         (total,) = geometry.reduce((windows.SUM, jnp.exp(xb - m)), unroll=True)
-    else:
-        terms = jnp.exp(xb - m)
-        total = _sum_where(geometry, terms, terms > 0)
     # Materialized: XLA:CPU would otherwise take the logarithm once per element.
     return m, materialize(jnp.log(t * total))
 
