@@ -660,19 +660,20 @@ def _select(x, geometry: Geometry, rule: str, t: float):
 
 
 def _neighbourhood_softmax_stats(xb, geometry: Neighbourhood):
-    """`m_i`, the max of `N(i)`, and `sum_{j in N(i)} exp(x_j - m_i)`, both from
-    one padded copy of `x`.
+    """`m_i`, the max of `N(i)`, and `sum_{j in N(i)} exp(x_j - m_i)`.
 
     Not a box sum of one fixed array (each term depends on `i` through `m_i`), so
-    it is summed over the `prod(k)` shifted copies of `x`: exact (every term is at
+    it is summed term by term over the neighbourhood's offsets
+    (`Neighbourhood.sums_around`): exact (every term is at
     most 1, the sum between 1 and `|N(i)|`, so |x| up to float32's range neither
     overflows nor loses the kept elements) at `prod(k)` exponentials per element,
     which is cheap for the small windows centered activations use (9 for 3x3) and
     grows with the window's volume.
     """
-    neighbours = geometry.neighbours(xb, -jnp.inf)
-    m = functools.reduce(jnp.maximum, neighbours)
-    return m, functools.reduce(jnp.add, [jnp.exp(v - m) for v in neighbours])
+    # Materialized: each of the `prod(k)` terms reads `m`, and XLA:CPU would
+    # otherwise recompute the neighbourhood max in each.
+    m = materialize(geometry.reduce((windows.MAX, xb))[0])
+    return m, geometry.sums_around(xb, m, lambda v, centre: jnp.exp(v - centre))
 
 
 def _window_stats(xb, geometry, rule, t):

@@ -390,10 +390,12 @@ class Neighbourhood:
     Dense `(batch, features)` inputs are viewed as `(batch, features, 1)`, as by
     `Tiling`. Statistics are one per element (`reduce` returns full-size arrays).
     A sum or max over small neighbourhoods (at most `MAX_SHIFTS` offsets: 3x3, 4x4)
-    is one padded copy and one fused loop over the `prod(k)` shifted slices of it;
-    on XLA:CPU that measured faster than separable `lax.reduce_window` passes (which
-    larger neighbourhoods use, their work linear in `k`), than a 2-D
-    `reduce_window`, a depthwise convolution or cumulative sums.
+    is one fused loop over slices of the input, assembled from border and interior
+    regions (`_by_regions`; one padded copy and its `prod(k)` shifted slices where
+    an axis is too short for regions); on XLA:CPU that measured faster than
+    separable `lax.reduce_window` passes (which larger neighbourhoods use, their
+    work linear in `k`), than a 2-D `reduce_window`, a depthwise convolution or
+    cumulative sums.
     """
 
     shape: tuple[int, ...]
@@ -485,7 +487,19 @@ class Neighbourhood:
                 results.append(values)
         return tuple(results)
 
-    def _by_regions(self, values: jax.Array, offsets, op: str, part) -> jax.Array:
+    def sums_around(self, values: jax.Array, centre: jax.Array, part) -> jax.Array:
+        """`sum_{j in N(i)} part(values_j, centre_i)` for every element `i` (`part`
+        element-wise), for statistics that are not a box sum of one fixed array
+        (the centered softmax: `part(v, m) = exp(v - m)`), accumulated in at least
+        float32."""
+        dtype = jnp.promote_types(values.dtype, jnp.float32)
+        offsets = [(b, a) for b, a in self.offsets]
+        if self.num_shifts <= MAX_SHIFTS and all(s > b + a for s, (b, a) in zip(self.spatial, offsets)):
+            return self._by_regions(values, offsets, SUM, lambda v, c: part(v, c).astype(dtype), centre=centre)
+        terms = [part(v, centre).astype(dtype) for v in self.neighbours(values, -jnp.inf)]
+        return functools.reduce(jnp.add, terms)
+
+    def _by_regions(self, values: jax.Array, offsets, op: str, part, centre=None) -> jax.Array:
         """The reduction over every neighbourhood, assembled from regions of equal
         neighbourhood shape: along each axis the `before` first positions, the
         interior and the `after` last ones, each reduced over the slices of
@@ -496,7 +510,8 @@ class Neighbourhood:
         once per offset, whereas it fuses these slices and concatenations, and
         `part`, into one loop. Centered NeLU's forward+backward measured 2.08x
         ReLU's with the padded copy and 1.70x this way (docs/benchmarks.md).
-        Needs every axis longer than `before + after`.
+        Needs every axis longer than `before + after`. With `centre`, `part` takes
+        the region's slice of `centre` as its second argument.
         """
         combine = jnp.add if op == SUM else jnp.maximum
 
@@ -514,9 +529,10 @@ class Neighbourhood:
 
         def region(choice):
             parts = []
+            here = centre[(slice(None), *(slice(st, st + n) for st, n, _ in choice))] if centre is not None else None
             for deltas in itertools.product(*(r[2] for r in choice)):
                 index = (slice(None), *(slice(st + d, st + d + n) for (st, n, _), d in zip(choice, deltas)))
-                parts.append(part(values[index]))
+                parts.append(part(values[index]) if centre is None else part(values[index], here))
             return functools.reduce(combine, parts)
 
         def assemble(axis, choice):
