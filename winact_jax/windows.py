@@ -473,12 +473,11 @@ class Neighbourhood:
         so `part(values)` is never stored.
         """
         offsets = [(a, b) if transposed else (b, a) for b, a in self.offsets]
-        small = self.num_shifts <= MAX_SHIFTS
-        if small and all(s > b + a for s, (b, a) in zip(self.spatial, offsets)):
+        if self._regions_apply(offsets):
             return tuple(self._by_regions(values, offsets, op, part) for op, values, part in _split_terms(terms))
         results = []
         for op, values in _cast_terms(terms):
-            if small:
+            if self.num_shifts <= MAX_SHIFTS:
                 combine = jnp.add if op == SUM else jnp.maximum
                 results.append(functools.reduce(combine, self._shifted(values, offsets, _identity(op, values.dtype))))
             else:
@@ -493,11 +492,16 @@ class Neighbourhood:
         (the centered softmax: `part(v, m) = exp(v - m)`), accumulated in at least
         float32."""
         dtype = jnp.promote_types(values.dtype, jnp.float32)
-        offsets = [(b, a) for b, a in self.offsets]
-        if self.num_shifts <= MAX_SHIFTS and all(s > b + a for s, (b, a) in zip(self.spatial, offsets)):
+        offsets = list(self.offsets)
+        if self._regions_apply(offsets):
             return self._by_regions(values, offsets, SUM, lambda v, c: part(v, c).astype(dtype), centre=centre)
         terms = [part(v, centre).astype(dtype) for v in self.neighbours(values, -jnp.inf)]
         return functools.reduce(jnp.add, terms)
+
+    def _regions_apply(self, offsets) -> bool:
+        """True for small neighbourhoods (at most `MAX_SHIFTS` offsets) on axes
+        longer than `before + after`, which `_by_regions` reduces."""
+        return self.num_shifts <= MAX_SHIFTS and all(s > b + a for s, (b, a) in zip(self.spatial, offsets))
 
     def _by_regions(self, values: jax.Array, offsets, op: str, part, centre=None) -> jax.Array:
         """The reduction over every neighbourhood, assembled from regions of equal
