@@ -43,14 +43,9 @@ class MaterializeTest(chex.TestCase):
         np.testing.assert_array_equal(grad, jnp.cos(x))
 
 
-def _weight_gradient_transposes(act: str) -> list[int]:
-    """Operand counts of the transposes in a compiled ResNet-20 gradient.
-
-    XLA:CPU computes a convolution's weight gradient from a transposed copy of the
-    convolution's input; the operand count says how much of the network that copy
-    recomputes (1: it reads the stored activation).
-    """
-    model = models.create("resnet20", 10, act=act, rngs=nnx.Rngs(0))
+def _compiled_resnet20_gradient(act: str, **options) -> str:
+    """The optimized HLO of a ResNet-20's loss gradient with activation `act`."""
+    model = models.create("resnet20", 10, act=act, rngs=nnx.Rngs(0), **options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     images, labels = jnp.zeros((4, 16, 16, 3)), jnp.zeros((4,), jnp.int32)
 
@@ -58,7 +53,17 @@ def _weight_gradient_transposes(act: str) -> list[int]:
         model = nnx.merge(graphdef, params, rest, copy=True)
         return optax.softmax_cross_entropy_with_integer_labels(model(images), labels).mean()
 
-    text = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    return jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+
+
+def _weight_gradient_transposes(act: str) -> list[int]:
+    """Operand counts of the transposes in a compiled ResNet-20 gradient.
+
+    XLA:CPU computes a convolution's weight gradient from a transposed copy of the
+    convolution's input; the operand count says how much of the network that copy
+    recomputes (1: it reads the stored activation).
+    """
+    text = _compiled_resnet20_gradient(act)
     fusions = re.findall(r"%transpose\S* = \S+ fusion\((.*?)\), kind", text)
     assert fusions, "no transpose fusion found: XLA:CPU changed how it lowers weight gradients"
     return sorted(operands.count("%") for operands in fusions)
@@ -81,15 +86,7 @@ def test_weight_gradients_read_activations_instead_of_recomputing_them(monkeypat
 def _largest_fusion_reading_a_reduced_cotangent(act_params: dict) -> int:
     """The most operands of any fusion in a compiled ResNet-20 gradient whose
     output has the shape of channel-window statistics (`(positions, C/4, 1, 1)`)."""
-    model = models.create("resnet20", 10, act="nelu", act_params=act_params, rngs=nnx.Rngs(0))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    images, labels = jnp.zeros((4, 16, 16, 3)), jnp.zeros((4,), jnp.int32)
-
-    def loss(params):
-        model = nnx.merge(graphdef, params, rest, copy=True)
-        return optax.softmax_cross_entropy_with_integer_labels(model(images), labels).mean()
-
-    text = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    text = _compiled_resnet20_gradient("nelu", act_params=act_params)
     fusions = re.findall(r"= f32\[\d+,\d+,1,1\]\S* fusion\((.*?)\), kind", text)
     assert fusions, "no channel-window statistics found"
     return max(operands.count("%") for operands in fusions)
