@@ -539,3 +539,58 @@ def test_neighbourhood_regions_match_the_padded_shifts(shape, window, transposed
         expected = functools.reduce(combine, geometry._shifted(jnp.minimum(x, 0.5), offsets, jnp.array(fill)))
         (by_regions,) = geometry.reduce((op, x, lambda v: jnp.minimum(v, 0.5)), transposed=transposed)
         np.testing.assert_allclose(np.asarray(by_regions), np.asarray(expected), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape, window, dtype",
+    [
+        ((2, 7, 6, 3), 3, np.uint8),  # regions
+        ((2, 2, 6, 3), 3, np.uint8),  # an axis too short for regions: padded shifts
+        ((2, 9, 8, 2), 5, np.uint8),  # 25 offsets: separable reduce_window
+        ((3, 11), 4, np.uint8),  # dense
+        ((1, 9, 9, 9, 1), 7, np.uint16),  # 343 offsets do not fit a uint8
+    ],
+)
+def test_neighbourhood_counts_are_exact(shape, window, dtype):
+    """`Neighbourhood.counts` counts the neighbours where a predicate holds, in the
+    smallest unsigned type that holds the neighbourhood's size, on every path; the
+    expected counts are a NumPy loop over each element's clipped neighbourhood."""
+    from winact_jax import windows
+
+    geometry = windows.neighbourhood(shape, window)
+    x = random_input(shape, seed=61)
+    counts = geometry.counts(jnp.asarray(x), lambda v: v <= 0)
+    assert counts.dtype == dtype, counts.dtype
+    hits = x <= 0
+    spatial = geometry.spatial
+    expected = np.zeros(shape, np.int64)
+    for i in np.ndindex(*spatial):
+        box = tuple(slice(max(p - b, 0), min(p + a, s - 1) + 1) for p, (b, a), s in zip(i, geometry.offsets, spatial))
+        region = hits[(slice(None), *box)]
+        at = (slice(None), *i)
+        expected[at] = region.reshape(shape[0], -1, *shape[1 + len(spatial):]).sum(axis=1)
+    np.testing.assert_array_equal(np.asarray(counts), expected)
+
+
+@pytest.mark.parametrize("shape, window", [((2, 7, 6, 3), 3), ((2, 2, 6, 3), 3), ((2, 9, 8, 2), 5), ((3, 11), 4)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_neighbourhood_sums_of_apply_part_and_finish(shape, window, transposed):
+    """`Neighbourhood.sums_of` sums `part` of several arrays over each neighbourhood
+    and applies `finish` with per-element and per-channel operands, inside the
+    regions' loop or after the sum: the same as the padded shifts' sum of the
+    `part` array, finished afterwards."""
+    from winact_jax import windows
+
+    geometry = windows.neighbourhood(shape, window)
+    x, w = (jnp.asarray(random_input(shape, seed=s)) for s in (62, 63))
+    per_channel = jnp.linspace(0.5, 1.5, shape[-1])
+    offsets = [(a, b) if transposed else (b, a) for b, a in geometry.offsets]
+    part = lambda x, w, c: jnp.where(x > 0, c * w, 0)
+    finish = lambda s, x, c: jnp.where(x < 0, s, c * x)
+    expected_sums = functools.reduce(
+        jnp.add, geometry._shifted(part(x, w, jnp.broadcast_to(per_channel, shape)), offsets, jnp.array(0.0))
+    )
+    got = geometry.sums_of((x, w, per_channel), part, finish, (x, per_channel), transposed=transposed)
+    np.testing.assert_allclose(
+        np.asarray(got), np.asarray(finish(expected_sums, x, per_channel)), rtol=1e-6, atol=1e-6
+    )

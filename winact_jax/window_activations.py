@@ -204,19 +204,43 @@ def _sum_where(
     return jnp.where(count > 0, total, 0)
 
 
-def _spread_back(geometry: Geometry, values: jax.Array, present: jax.Array, a, weight=1.0) -> jax.Array:
-    """`sum_{i : j in W(i)} a_i * weight_i * values_i` for every element `j`: the
-    backward pass of a window sum whose result element `i` scales by `a_i * weight_i`.
+def _spread_back(geometry: Geometry, live: jax.Array, gb: jax.Array, a, receivers=None, finish=None, operands=()):
+    """`finish(back, *operands)` (`finish` element-wise, default the identity), where
+    `back_j = sum_{i : j in W(i)} a_i [live_i] g_i / max(1, receivers_i)` for every
+    element `j` (no division without `receivers`): the backward pass of a window
+    sum whose result element `i` scales by `a_i` (shared among `receivers_i`), for
+    the live elements' gradient `g`.
 
-    `values` must be zero wherever `present` is False. For tiles `weight` is constant
-    per window and so is `a`, unless `a` is per channel and the window runs along
-    the channels: factors constant per window are applied after the sum.
+    Over neighbourhoods the masked products are taken on slices of `live`, `gb`,
+    `a` and `receivers`, and `finish` on the sums, in one loop
+    (`Neighbourhood.sums_of`); the division too, so that the integer counts, not a
+    float weight, are what is stored. For tiles `receivers` is constant per
+    window and so is `a`, unless `a` is per channel and the window runs along the
+    channels: factors constant per window are applied after the sum.
     """
+    finish = finish or (lambda back: back)
     if isinstance(geometry, Neighbourhood):
-        return _sum_where(geometry, a * weight * values, present, transposed=True)
+        if receivers is None:
+            masked = lambda live, g, a: jnp.where(live, a * g, 0)
+            return geometry.sums_of((live, gb, a), masked, finish, operands, transposed=True)
+        shared = lambda live, g, a, n: jnp.where(live, a * g / jnp.maximum(n, 1).astype(g.dtype), 0)
+        return geometry.sums_of((live, gb, a, receivers), shared, finish, operands, transposed=True)
+    weight = 1.0 if receivers is None else _per_receiver(receivers, gb.dtype)
+    values = jnp.where(live, gb, 0)
     if jnp.ndim(a) > 0 and geometry.windows_channels:
-        return weight * _sum_where(geometry, a * values, present)
-    return a * weight * _sum_where(geometry, values, present)
+        return finish(weight * _sum_where(geometry, a * values, live), *operands)
+    return finish(a * weight * _sum_where(geometry, values, live), *operands)
+
+
+def _output_of_sums(geometry, xb, present, part, finish, a):
+    """`(y, sums)`: `sums` the window sums of `part(xb)` (zero where `present` is
+    False) and `y = finish(sums, xb, a)`, `finish` element-wise. Over
+    neighbourhoods `y` is computed in the loop that sums (`Neighbourhood.sums_of`)
+    and `sums` is None: the output is saved instead (`_saves_output`)."""
+    if isinstance(geometry, Neighbourhood):
+        return geometry.sums_of((xb,), part, finish, (xb, a)), None
+    sums = _sum_where(geometry, xb, present, part=part)
+    return finish(sums, xb, a), sums
 
 
 # --------------------------------------------------------------------------- NeLU
@@ -237,14 +261,14 @@ def _negative_sums(geometry, xb):
     return _sum_where(geometry, xb, xb < 0, part=_negative_part)
 
 
-def _drain_backward(geometry, a, xb, gb, live, share=1.0):
-    """`dx_j = [live_j] g_j + [x_j < 0] * sum_{i: j in W(i)} a_i share_i [live_i] g_i`.
+def _drain_backward(geometry, a, xb, gb, live, receivers=None):
+    """`dx_j = [live_j] g_j + [x_j < 0] * sum_{i: j in W(i)} a_i [live_i] g_i / max(1, receivers_i)`.
 
     The backward pass of every activation whose negatives are drained into live
-    elements (NeLU, passive NeLU, inhibitor v2): one reduction, one element-wise pass.
+    elements (NeLU, passive NeLU, inhibitor v2): one reduction and its final step.
     """
-    back = _spread_back(geometry, jnp.where(live, gb, 0), live, a, share)
-    return jnp.where(live, gb, jnp.where(xb < 0, back, 0))
+    finish = lambda back, live, gb, xb: jnp.where(live, gb, jnp.where(xb < 0, back, 0))
+    return _spread_back(geometry, live, gb, a, receivers, finish, (live, gb, xb))
 
 
 def _saves_output(geometry: Geometry) -> bool:
@@ -277,8 +301,10 @@ def _moved_positive(geometry, xb, saved, a):
 
 def _nelu_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
-    neg = _negative_sums(geometry, xb)
-    y = _output(geometry, jnp.maximum(xb + a * neg, 0), x.dtype)
+    y, neg = _output_of_sums(
+        geometry, xb, xb < 0, _negative_part, lambda neg, xb, a: jnp.maximum(xb + a * neg, 0).astype(x.dtype), a
+    )
+    y = _output(geometry, y, x.dtype)
     return y, (x, _saved(geometry, y, neg))
 
 
@@ -384,8 +410,8 @@ def inhibitor(
 
 def _pnelu_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
-    neg = _negative_sums(geometry, xb)
-    y = jnp.where(xb > 0, xb + a * neg, 0)
+    finish = lambda neg, xb, a: jnp.where(xb > 0, xb + a * neg, 0).astype(x.dtype)
+    y, _ = _output_of_sums(geometry, xb, xb < 0, _negative_part, finish, a)
     return _output(geometry, y, x.dtype), (x,)
 
 
@@ -444,8 +470,9 @@ def _excitator_pre(xb, pos, a):
 
 def _excitator_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
-    pos = _positive_sums(geometry, xb)
-    y = _output(geometry, jnp.maximum(_excitator_pre(xb, pos, a), 0), x.dtype)
+    finish = lambda pos, xb, a: jnp.maximum(_excitator_pre(xb, pos, a), 0).astype(x.dtype)
+    y, pos = _output_of_sums(geometry, xb, xb > 0, _positive_part, finish, a)
+    y = _output(geometry, y, x.dtype)
     return y, (x, _saved(geometry, y, pos))
 
 
@@ -456,9 +483,12 @@ def _excitator_bwd(geometry, a, residuals, g):
     xb = _blocked(geometry, x)
     gb = _blocked(geometry, g)
     live = _live(geometry, saved, lambda pos: _excitator_pre(xb, pos, a) > 0)
-    back = _spread_back(geometry, jnp.where(live, gb, 0), live, a)
-    own = jnp.where(live, jnp.where(xb > 0, (1 - a) * gb, gb), 0)
-    dx = jnp.where(xb > 0, own + back, own)
+
+    def finish(back, live, gb, xb, a):
+        own = jnp.where(live, jnp.where(xb > 0, (1 - a) * gb, gb), 0)
+        return jnp.where(xb > 0, own + back, own)
+
+    dx = _spread_back(geometry, live, gb, a, finish=finish, operands=(live, gb, xb, a))
     return (_output(geometry, dx, x.dtype),)
 
 
@@ -518,9 +548,23 @@ def _equal_shares(geometry, xb, mass, receives):
     return total / jnp.maximum(count, 1), count
 
 
-def _per_receiver(count):
+def _per_receiver(count, dtype):
     """`1 / max(1, count)`: each receiver's fraction of an equal share."""
-    return 1 / jnp.maximum(count, 1)
+    return 1 / jnp.maximum(count, 1).astype(dtype)
+
+
+def _output_of_shares(geometry, xb, mass, receives, finish, a):
+    """`(y, share, receivers)`: the equal shares of `_equal_shares` and
+    `y = finish(share, xb, a)`, `finish` element-wise. Over neighbourhoods `y` is
+    computed in the loop that sums the mass (`Neighbourhood.sums_of`), the
+    receivers are counted in a small integer type (`Neighbourhood.counts`) and
+    `share` is None: the output is saved instead (`_saves_output`)."""
+    if isinstance(geometry, Neighbourhood):
+        receivers = geometry.counts(xb, receives)
+        shared = lambda total, xb, a, n: finish(total / jnp.maximum(n, 1).astype(total.dtype), xb, a)
+        return geometry.sums_of((xb,), mass, shared, (xb, a, receivers)), None, receivers
+    share, receivers = _equal_shares(geometry, xb, mass, receives)
+    return finish(share, xb, a), share, receivers
 
 
 def _excitator_v2_stats(xb, geometry):
@@ -529,8 +573,9 @@ def _excitator_v2_stats(xb, geometry):
 
 def _excitator_v2_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
-    share, receivers = _excitator_v2_stats(xb, geometry)
-    y = _output(geometry, jnp.where(xb > 0, (1 - a) * xb, jnp.maximum(xb + a * share, 0)), x.dtype)
+    finish = lambda share, xb, a: jnp.where(xb > 0, (1 - a) * xb, jnp.maximum(xb + a * share, 0)).astype(x.dtype)
+    y, share, receivers = _output_of_shares(geometry, xb, _positive_part, lambda v: v <= 0, finish, a)
+    y = _output(geometry, y, x.dtype)
     return y, (x, _saved(geometry, y, share), receivers)
 
 
@@ -542,11 +587,10 @@ def _excitator_v2_bwd(geometry, a, residuals, g):
     gb = _blocked(geometry, g)
     # Only read where w <= 0, where the output is positive iff lifted.
     lifted = _moved_positive(geometry, xb, saved, a)
-    live_receiver = (xb <= 0) & lifted
-    back = _spread_back(geometry, jnp.where(live_receiver, gb, 0), live_receiver, a, _per_receiver(receivers))
-    # Written without `live_receiver` so XLA does not share (and store) the
-    # masked gradient between the reduction and this pass.
-    dx = jnp.where(xb > 0, (1 - a) * gb + back, jnp.where(lifted, gb, 0))
+    finish = lambda back, xb, gb, lifted, a: jnp.where(xb > 0, (1 - a) * gb + back, jnp.where(lifted, gb, 0))
+    dx = _spread_back(
+        geometry, (xb <= 0) & lifted, gb, a, receivers, finish, (xb, gb, lifted, a)
+    )
     return (_output(geometry, dx, x.dtype),)
 
 
@@ -603,8 +647,9 @@ def _inhibitor_v2_live(xb, share, a):
 
 def _inhibitor_v2_fwd(x, geometry, a):
     xb = _blocked(geometry, x)
-    share, receivers = _inhibitor_v2_stats(xb, geometry)
-    y = _output(geometry, jnp.where(_inhibitor_v2_live(xb, share, a), xb + a * share, 0), x.dtype)
+    finish = lambda share, xb, a: jnp.where(_inhibitor_v2_live(xb, share, a), xb + a * share, 0).astype(x.dtype)
+    y, share, receivers = _output_of_shares(geometry, xb, _negative_part, lambda v: v >= 0, finish, a)
+    y = _output(geometry, y, x.dtype)
     return y, (x, _saved(geometry, y, share), receivers)
 
 
@@ -612,7 +657,7 @@ def _inhibitor_v2_bwd(geometry, a, residuals, g):
     x, saved, receivers = residuals
     xb = _blocked(geometry, x)
     live = _live(geometry, saved, lambda share: _inhibitor_v2_live(xb, share, a))
-    dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=live, share=_per_receiver(receivers))
+    dx = _drain_backward(geometry, a, xb, _blocked(geometry, g), live=live, receivers=receivers)
     return (_output(geometry, dx, x.dtype),)
 
 
