@@ -18,8 +18,10 @@ Statistics of one window `W` (the notation of the specification):
 Gradients are those of the formulas, with comparisons, counts and the choice of the
 maximum carrying none. They are written out as custom VJPs because autodiff of the
 formulas makes several more passes over memory than needed: each backward pass here
-is one window reduction plus one element-wise pass, and keeps only `x` and the
-window statistics (for tiles a fraction of `x`'s size) as residuals.
+is one window reduction plus one element-wise pass (one loop for neighbourhoods,
+`windows.Neighbourhood.sums_of`), and keeps only `x` and the window statistics (for
+tiles a fraction of `x`'s size; for neighbourhoods the output instead, and the
+v2 forms' receiver counts in bytes) as residuals.
 """
 
 from __future__ import annotations
@@ -540,10 +542,10 @@ def _equal_shares(geometry, xb, mass, receives):
     `receives(xb)` (at least 1), and the number of receivers, from one pass
     (`mass` and `receives` element-wise).
 
-    The share is a division, not a multiplication by `1 / max(1, count)`: over
-    neighbourhoods XLA:CPU fuses both reductions and the share into one loop, which
-    ran twice as fast with the division (centered `excitator_v2`'s forward pass:
-    80 ms with the reciprocal, 40 ms with the division, docs/benchmarks.md)."""
+    The share is a division, here and in `_output_of_shares`, not a multiplication
+    by `1 / max(1, count)`: in the loop that sums a neighbourhood, XLA:CPU ran it
+    twice as fast (centered `excitator_v2`'s forward pass: 80 ms with the
+    reciprocal, 40 ms with the division, docs/benchmarks.md)."""
     total, count = geometry.reduce((windows.SUM, xb, mass), (windows.SUM, xb, receives))
     return total / jnp.maximum(count, 1), count
 
@@ -588,9 +590,7 @@ def _excitator_v2_bwd(geometry, a, residuals, g):
     # Only read where w <= 0, where the output is positive iff lifted.
     lifted = _moved_positive(geometry, xb, saved, a)
     finish = lambda back, xb, gb, lifted, a: jnp.where(xb > 0, (1 - a) * gb + back, jnp.where(lifted, gb, 0))
-    dx = _spread_back(
-        geometry, (xb <= 0) & lifted, gb, a, receivers, finish, (xb, gb, lifted, a)
-    )
+    dx = _spread_back(geometry, (xb <= 0) & lifted, gb, a, receivers, finish, (xb, gb, lifted, a))
     return (_output(geometry, dx, x.dtype),)
 
 
