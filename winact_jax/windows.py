@@ -355,11 +355,6 @@ def _split_terms(terms):
     return split
 
 
-def _cast_terms(terms):
-    """The `(op, part(values))` of every term, cast as by `_split_terms`."""
-    return [(op, part(values)) for op, values, part in _split_terms(terms)]
-
-
 # --------------------------------------------------------------------------- centered
 
 
@@ -472,19 +467,26 @@ class Neighbourhood:
         over small neighbourhoods it is applied to each slice read, inside the loop,
         so `part(values)` is never stored.
         """
-        offsets = [(a, b) if transposed else (b, a) for b, a in self.offsets]
+        offsets = self._oriented(transposed)
+        return tuple(self._reduce_one(op, values, part, offsets) for op, values, part in _split_terms(terms))
+
+    def _oriented(self, transposed: bool) -> list[tuple[int, int]]:
+        """The offsets of `N(i)`, or mirrored (`{i : j in N(i)}`) when `transposed`."""
+        return [(a, b) if transposed else (b, a) for b, a in self.offsets]
+
+    def _reduce_one(self, op: str, values: jax.Array, part, offsets) -> jax.Array:
+        """`op` over every neighbourhood of `part(values)`, in `part`'s dtype: by
+        regions (`_by_regions`), else the padded copy's shifted slices for small
+        neighbourhoods, else one `lax.reduce_window` per axis."""
         if self._regions_apply(offsets):
-            return tuple(self._by_regions((values,), offsets, op, part) for op, values, part in _split_terms(terms))
-        results = []
-        for op, values in _cast_terms(terms):
-            if self.num_shifts <= MAX_SHIFTS:
-                combine = jnp.add if op == SUM else jnp.maximum
-                results.append(functools.reduce(combine, self._shifted(values, offsets, _identity(op, values.dtype))))
-            else:
-                for d, (before, after) in enumerate(offsets):
-                    values = _axis_window(values, 1 + d, before, after, op)
-                results.append(values)
-        return tuple(results)
+            return self._by_regions((values,), offsets, op, part)
+        values = part(values)
+        if self.num_shifts <= MAX_SHIFTS:
+            combine = jnp.add if op == SUM else jnp.maximum
+            return functools.reduce(combine, self._shifted(values, offsets, _identity(op, values.dtype)))
+        for d, (before, after) in enumerate(offsets):
+            values = _axis_window(values, 1 + d, before, after, op)
+        return values
 
     def counts(self, values: jax.Array, predicate) -> jax.Array:
         """`|{j in N(i) : predicate(values_j)}|` for every element `i` (`predicate`
@@ -498,17 +500,8 @@ class Neighbourhood:
         forward+backward: 2.5x slower).
         """
         dtype = next(d for d in (jnp.uint8, jnp.uint16, jnp.uint32) if self.num_shifts <= jnp.iinfo(d).max)
-        offsets = list(self.offsets)
         indicator = lambda v: predicate(v).astype(dtype)
-        if self._regions_apply(offsets):
-            counts = self._by_regions((values,), offsets, SUM, indicator)
-        elif self.num_shifts <= MAX_SHIFTS:
-            counts = functools.reduce(jnp.add, self._shifted(indicator(values), offsets, jnp.array(0, dtype)))
-        else:
-            counts = indicator(values)
-            for d, (before, after) in enumerate(offsets):
-                counts = _axis_window(counts, 1 + d, before, after, SUM)
-        return jax.lax.optimization_barrier(counts)
+        return jax.lax.optimization_barrier(self._reduce_one(SUM, values, indicator, self._oriented(False)))
 
     def sums_of(self, arrays, part, finish=None, operands=(), transposed=False) -> jax.Array:
         """`finish(s_i, *(o_i for o in operands))` for every element `i`, where
@@ -526,7 +519,7 @@ class Neighbourhood:
         (docs/benchmarks.md).
         """
         finish = finish or (lambda sums: sums)
-        offsets = [(a, b) if transposed else (b, a) for b, a in self.offsets]
+        offsets = self._oriented(transposed)
         dtype = jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
         arrays = [jnp.broadcast_to(v, self.shape) for v in arrays]
         operands = [jnp.broadcast_to(o, self.shape) for o in operands]
@@ -541,7 +534,7 @@ class Neighbourhood:
         (the centered softmax: `part(v, m) = exp(v - m)`), accumulated in at least
         float32."""
         dtype = jnp.promote_types(values.dtype, jnp.float32)
-        offsets = list(self.offsets)
+        offsets = self._oriented(False)
         if self._regions_apply(offsets):
             return self._by_regions((values,), offsets, SUM, lambda v, c: part(v, c).astype(dtype), centred=(centre,))
         terms = [part(v, centre).astype(dtype) for v in self.neighbours(values, -jnp.inf)]
