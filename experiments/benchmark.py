@@ -22,7 +22,7 @@ import datetime
 import json
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,8 @@ def _variant_list(text: str) -> list[str]:
     for variant in variants:
         if variant not in WINDOW_VARIANTS:
             raise argparse.ArgumentTypeError(
-                f"unknown window variant {variant!r}; accepted: {', '.join(WINDOW_VARIANTS)}")
+                f"unknown window variant {variant!r}; accepted: {', '.join(WINDOW_VARIANTS)}"
+            )
     return variants
 
 
@@ -87,8 +88,13 @@ def _timed_activations(names, shape, dtype, *, window, variants, centered_window
         kind = wa.kind(name)
         if kind == "window":
             for variant in variants:
-                entries.append((name, f"{variant} {sizes[variant]}",
-                                wa.get(name, window=sizes[variant], **WINDOW_VARIANTS[variant])))
+                entries.append(
+                    (
+                        name,
+                        f"{variant} {sizes[variant]}",
+                        wa.get(name, window=sizes[variant], **WINDOW_VARIANTS[variant]),
+                    )
+                )
         elif wa.canonical_name(name) == "prelu":
             slope = jnp.full((channels,), 0.25, dtype)
             entries.append((name, "per-channel slope", lambda x, slope=slope: wa.prelu(x, slope)))
@@ -124,8 +130,15 @@ def activation_timings(
     x = jax.random.normal(jax.random.key(0), shape, dtype)
     cotangent = jax.random.normal(jax.random.key(1), shape, dtype)
     names = ["relu"] + [n for n in names if wa.canonical_name(n) != "relu"]
-    entries = _timed_activations(names, shape, dtype, window=window, variants=variants,
-                                 centered_window=centered_window, channel_window=channel_window)
+    entries = _timed_activations(
+        names,
+        shape,
+        dtype,
+        window=window,
+        variants=variants,
+        centered_window=centered_window,
+        channel_window=channel_window,
+    )
 
     candidates = {}
     for name, variant, act in entries:
@@ -157,11 +170,20 @@ def activation_timings(
 
 def run_activations(args: argparse.Namespace) -> int:
     names = args.acts or list(wa.names())
-    rows = activation_timings(names, args.shape, window=args.window, dtype=jnp.dtype(args.dtype), rounds=args.rounds,
-                              variants=args.variants, centered_window=args.centered_window,
-                              channel_window=args.channel_window)
+    rows = activation_timings(
+        names,
+        args.shape,
+        window=args.window,
+        dtype=jnp.dtype(args.dtype),
+        rounds=args.rounds,
+        variants=args.variants,
+        centered_window=args.centered_window,
+        channel_window=args.channel_window,
+    )
     device = timing.device_description()
-    print(f"\nActivations on {args.dtype}{list(args.shape)}, window {args.window}, {device}, median of {args.rounds} rounds\n")
+    print(
+        f"\nActivations on {args.dtype}{list(args.shape)}, window {args.window}, {device}, median of {args.rounds} rounds\n"
+    )
     print(
         _markdown_table(
             ["activation", "kind", "variant", "forward (ms)", "x ReLU", "forward+backward (ms)", "x ReLU"],
@@ -227,17 +249,33 @@ def synthetic_dataset(image_size: int, num_examples: int, num_classes: int):
         images = rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
         return Split(images, rng.integers(0, num_classes, n).astype(np.int32))
 
-    return Dataset(name="synthetic", train=split(num_examples), validation=split(num_examples),
-                   test=split(8), num_classes=num_classes,
-                   class_names=tuple(f"class {i}" for i in range(num_classes)),
-                   image_shape=(image_size, image_size, 3), pixel_range=(-1.0, 1.0))
+    return Dataset(
+        name="synthetic",
+        train=split(num_examples),
+        validation=split(num_examples),
+        test=split(8),
+        num_classes=num_classes,
+        class_names=tuple(f"class {i}" for i in range(num_classes)),
+        image_shape=(image_size, image_size, 3),
+        pixel_range=(-1.0, 1.0),
+    )
 
 
 class TrainingBench:
     """One activation's model, train state and jitted steps, on every device."""
 
-    def __init__(self, act: str, *, model: str, image_size: int, batch_size: int, num_batches: int,
-                 num_classes: int, width: float | None = None, **settings):
+    def __init__(
+        self,
+        act: str,
+        *,
+        model: str,
+        image_size: int,
+        batch_size: int,
+        num_batches: int,
+        num_classes: int,
+        width: float | None = None,
+        **settings,
+    ):
         from winact_jax.data import epoch_batches, eval_batches, put_on_device
         from winact_jax.sharding import make_mesh, replicate
         from winact_jax.train import TrainConfig, steps
@@ -262,8 +300,7 @@ class TrainingBench:
 
     def step(self):
         """One training step (the state is donated and replaced)."""
-        self.state, metrics = self.train_step(self.state, self.train, self.batches, 0, self._next,
-                                              self.stop_flags)
+        self.state, metrics = self.train_step(self.state, self.train, self.batches, 0, self._next, self.stop_flags)
         self._next = (self._next + 1) % self.num_batches
         return metrics
 
@@ -301,53 +338,90 @@ def _timed_train_steps(names, variants, *, centered_window, channel_window):
 
 def run_train_step(args: argparse.Namespace) -> int:
     names = ["relu"] + [n for n in args.acts if wa.canonical_name(n) != "relu"]
-    entries = _timed_train_steps(names, args.variants, centered_window=args.centered_window,
-                                 channel_window=args.channel_window)
+    entries = _timed_train_steps(
+        names, args.variants, centered_window=args.centered_window, channel_window=args.channel_window
+    )
     benches = {
         f"{name} {label}".strip(): TrainingBench(
-            name, model=args.model, image_size=args.image_size, batch_size=args.batch_size,
-            num_batches=max(2, args.steps), num_classes=args.num_classes, width=args.width, **settings)
+            name,
+            model=args.model,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            num_batches=max(2, args.steps),
+            num_classes=args.num_classes,
+            width=args.width,
+            **settings,
+        )
         for name, label, settings in entries
     }
-    medians = timing.interleaved_medians({n: b.step for n, b in benches.items()}, rounds=args.steps,
-                                         desc="train-step")
+    medians = timing.interleaved_medians({n: b.step for n, b in benches.items()}, rounds=args.steps, desc="train-step")
     relu = medians["relu"]
     rows = [
-        {"activation": name, "variant": label, "step_ms": round(medians[key] * 1e3, 3),
-         "ratio_to_relu": round(medians[key] / relu, 3)}
+        {
+            "activation": name,
+            "variant": label,
+            "step_ms": round(medians[key] * 1e3, 3),
+            "ratio_to_relu": round(medians[key] / relu, 3),
+        }
         for (name, label, _), key in zip(entries, benches)
     ]
     device = timing.device_description()
-    print(f"\nTraining step of {args.model} at {args.image_size}x{args.image_size}, global batch "
-          f"{args.batch_size}, {device}, median of {args.steps} steps\n")
-    print(_markdown_table(["activation", "variant", "step (ms)", "x ReLU"],
-                          [[r["activation"], r["variant"], f"{r['step_ms']:.1f}", f"{r['ratio_to_relu']:.3f}"]
-                           for r in rows]))
+    print(
+        f"\nTraining step of {args.model} at {args.image_size}x{args.image_size}, global batch "
+        f"{args.batch_size}, {device}, median of {args.steps} steps\n"
+    )
+    print(
+        _markdown_table(
+            ["activation", "variant", "step (ms)", "x ReLU"],
+            [[r["activation"], r["variant"], f"{r['step_ms']:.1f}", f"{r['ratio_to_relu']:.3f}"] for r in rows],
+        )
+    )
     worst = max(rows[1:], key=lambda r: r["ratio_to_relu"], default=None)
     if worst:
         label = f" ({worst['variant']})" if worst["variant"] else ""
-        print(f"\nslowest: {worst['activation']}{label} at {worst['ratio_to_relu']:.3f}x ReLU's training step "
-              f"({worst['step_ms']:.1f} ms vs {rows[0]['step_ms']:.1f} ms)")
-    _write_json(args.json, {
-        "benchmark": "train-step", "date": datetime.date.today().isoformat(), "device": device,
-        "jax": jax.__version__, "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
-        "steps": args.steps, "variants": list(args.variants), "centered_window": args.centered_window,
-        "channel_window": args.channel_window, "rows": rows,
-    })
+        print(
+            f"\nslowest: {worst['activation']}{label} at {worst['ratio_to_relu']:.3f}x ReLU's training step "
+            f"({worst['step_ms']:.1f} ms vs {rows[0]['step_ms']:.1f} ms)"
+        )
+    _write_json(
+        args.json,
+        {
+            "benchmark": "train-step",
+            "date": datetime.date.today().isoformat(),
+            "device": device,
+            "jax": jax.__version__,
+            "model": args.model,
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "variants": list(args.variants),
+            "centered_window": args.centered_window,
+            "channel_window": args.channel_window,
+            "rows": rows,
+        },
+    )
     return 0
 
 
 def run_epoch(args: argparse.Namespace) -> int:
     names = ["relu"] + [n for n in args.acts if wa.canonical_name(n) != "relu"]
     benches = {
-        name: TrainingBench(name, model="seed_backbone", image_size=args.image_size, batch_size=args.batch_size,
-                            num_batches=args.batches, num_classes=EPOCH_CLASSES)
+        name: TrainingBench(
+            name,
+            model="seed_backbone",
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            num_batches=args.batches,
+            num_classes=EPOCH_CLASSES,
+        )
         for name in names
     }
-    epochs = timing.interleaved_medians({n: b.epoch for n, b in benches.items()}, rounds=args.rounds, warmup=1,
-                                        desc="epoch")
-    forwards = timing.interleaved_medians({n: b.forward_pass for n, b in benches.items()}, rounds=args.rounds,
-                                          warmup=1, desc="forward")
+    epochs = timing.interleaved_medians(
+        {n: b.epoch for n, b in benches.items()}, rounds=args.rounds, warmup=1, desc="epoch"
+    )
+    forwards = timing.interleaved_medians(
+        {n: b.forward_pass for n, b in benches.items()}, rounds=args.rounds, warmup=1, desc="forward"
+    )
     rows = [
         {
             "activation": n,
@@ -358,19 +432,44 @@ def run_epoch(args: argparse.Namespace) -> int:
         for n in names
     ]
     device = timing.device_description()
-    print(f"\nSeedBackbone epoch: {args.batches} batches of {args.batch_size} at {args.image_size}x"
-          f"{args.image_size}, {device}, median of {args.rounds} epochs\n")
-    print(_markdown_table(["activation", "epoch (s)", "x ReLU", "forward iterations/s"],
-                          [[r["activation"], f"{r['epoch_s']:.2f}", f"{r['epoch_ratio_to_relu']:.2f}",
-                            f"{r['forward_it_per_s']:.2f}"] for r in rows]))
+    print(
+        f"\nSeedBackbone epoch: {args.batches} batches of {args.batch_size} at {args.image_size}x"
+        f"{args.image_size}, {device}, median of {args.rounds} epochs\n"
+    )
+    print(
+        _markdown_table(
+            ["activation", "epoch (s)", "x ReLU", "forward iterations/s"],
+            [
+                [
+                    r["activation"],
+                    f"{r['epoch_s']:.2f}",
+                    f"{r['epoch_ratio_to_relu']:.2f}",
+                    f"{r['forward_it_per_s']:.2f}",
+                ]
+                for r in rows
+            ],
+        )
+    )
     slowest = max(rows, key=lambda r: r["epoch_s"])
-    print(f"\nslowest epoch: {slowest['activation']} {slowest['epoch_s']:.2f} s "
-          f"({slowest['epoch_ratio_to_relu']:.2f}x ReLU's {rows[0]['epoch_s']:.2f} s)")
-    _write_json(args.json, {
-        "benchmark": "epoch", "date": datetime.date.today().isoformat(), "device": device, "jax": jax.__version__,
-        "model": "seed_backbone", "image_size": args.image_size, "batch_size": args.batch_size,
-        "batches": args.batches, "rounds": args.rounds, "rows": rows,
-    })
+    print(
+        f"\nslowest epoch: {slowest['activation']} {slowest['epoch_s']:.2f} s "
+        f"({slowest['epoch_ratio_to_relu']:.2f}x ReLU's {rows[0]['epoch_s']:.2f} s)"
+    )
+    _write_json(
+        args.json,
+        {
+            "benchmark": "epoch",
+            "date": datetime.date.today().isoformat(),
+            "device": device,
+            "jax": jax.__version__,
+            "model": "seed_backbone",
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "batches": args.batches,
+            "rounds": args.rounds,
+            "rows": rows,
+        },
+    )
     return 0
 
 
@@ -379,28 +478,45 @@ def run_epoch(args: argparse.Namespace) -> int:
 
 def _add_variant_flags(parser: argparse.ArgumentParser) -> None:
     """--variants, --centered-window and --channel-window: the window variants to time."""
-    parser.add_argument("--variants", type=_variant_list, default=["tiled"],
-                        help="comma-separated window variants to time: tiled, centered, channels (default: tiled)")
+    parser.add_argument(
+        "--variants",
+        type=_variant_list,
+        default=["tiled"],
+        help="comma-separated window variants to time: tiled, centered, channels (default: tiled)",
+    )
     parser.add_argument("--centered-window", type=int, default=3, help="window of the centered variant (default: 3)")
     parser.add_argument("--channel-window", type=int, default=4, help="window of the channels variant (default: 4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cpu-convolutions", choices=["eigen", "ynnpack"], default="eigen",
-                        help="which library XLA:CPU runs convolutions with (default: eigen, as the training "
-                             "command does; see winact_jax/backends.py); no effect on GPUs")
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--cpu-convolutions",
+        choices=["eigen", "ynnpack"],
+        default="eigen",
+        help="which library XLA:CPU runs convolutions with (default: eigen, as the training "
+        "command does; see winact_jax/backends.py); no effect on GPUs",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     acts = commands.add_parser("activations", help="every activation vs ReLU on one input")
-    acts.add_argument("--shape", type=_int_tuple, default=(64, 32, 32, 128),
-                      help="input shape, channels last (default: 64,32,32,128)")
+    acts.add_argument(
+        "--shape", type=_int_tuple, default=(64, 32, 32, 128), help="input shape, channels last (default: 64,32,32,128)"
+    )
     acts.add_argument("--window", type=int, default=4, help="window size (default: 4)")
-    acts.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                      help="input dtype (default: float32)")
-    acts.add_argument("--acts", type=_activation_list, default=None,
-                      help="comma-separated activation names (default: every registered one)")
+    acts.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="input dtype (default: float32)"
+    )
+    acts.add_argument(
+        "--acts",
+        type=_activation_list,
+        default=None,
+        help="comma-separated activation names (default: every registered one)",
+    )
     _add_variant_flags(acts)
     acts.add_argument("--rounds", type=int, default=20, help="timed rounds per activation (default: 20)")
     acts.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
@@ -412,16 +528,24 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--batch-size", type=int, default=64, help="global batch (default: 64)")
     step.add_argument("--width", type=float, default=None, help="model width multiplier (default: the model's)")
     step.add_argument("--num-classes", type=int, default=100, help="classes of the head (default: 100)")
-    step.add_argument("--acts", type=_activation_list, default=list(PAPER_TABLE1_ACTS),
-                      help="comma-separated activations (default: the seed's ten); relu is always timed")
+    step.add_argument(
+        "--acts",
+        type=_activation_list,
+        default=list(PAPER_TABLE1_ACTS),
+        help="comma-separated activations (default: the seed's ten); relu is always timed",
+    )
     _add_variant_flags(step)
     step.add_argument("--steps", type=int, default=10, help="timed steps per activation (default: 10)")
     step.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     step.set_defaults(run=run_train_step)
 
     epoch = commands.add_parser("epoch", help="the seed's runtime table: SeedBackbone epochs on Caltech-101 shapes")
-    epoch.add_argument("--acts", type=_activation_list, default=list(PAPER_TABLE1_ACTS),
-                       help="comma-separated activations (default: the seed's ten); relu is always timed")
+    epoch.add_argument(
+        "--acts",
+        type=_activation_list,
+        default=list(PAPER_TABLE1_ACTS),
+        help="comma-separated activations (default: the seed's ten); relu is always timed",
+    )
     epoch.add_argument("--image-size", type=int, default=EPOCH_IMAGE_SIZE, help="default: 64")
     epoch.add_argument("--batch-size", type=int, default=EPOCH_BATCH_SIZE, help="default: 64")
     epoch.add_argument("--batches", type=int, default=EPOCH_BATCHES, help="batches an epoch (default: 95)")

@@ -1,19 +1,28 @@
 """What the experiment command lines share: argument types and the paper's lists.
 
-    parser.add_argument("--acts", type=activation_list)         # "relu,nelu" or "all"
-    parser.add_argument("--seeds", type=comma_list(int, "integers"))
+parser.add_argument("--acts", type=activation_list)         # "relu,nelu" or "all"
+parser.add_argument("--seeds", type=comma_list(int, "integers"))
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 import winact_jax as wa
 
 # The ten activations of the seed paper's Table 1 and of its runtime table, in its order.
 PAPER_TABLE1_ACTS = (
-    "relu", "leaky_relu", "gelu", "max", "max_relu", "softmax_threshold", "nelu", "pnelu", "inhibitor", "excitator",
+    "relu",
+    "leaky_relu",
+    "gelu",
+    "max",
+    "max_relu",
+    "softmax_threshold",
+    "nelu",
+    "pnelu",
+    "inhibitor",
+    "excitator",
 )
 
 

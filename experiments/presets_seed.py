@@ -85,14 +85,23 @@ def _settings(**fields: Any) -> tuple[tuple[str, Any], ...]:
 def _table_grids(Grid, **settings: Any) -> tuple[Any, ...]:
     """The mnist5k table's grids: every activation (window ones tiled), then the
     window activations centered, with the table's training recipe and `settings`."""
-    table = dict(datasets=("mnist5k",), learning_rates=(TABLE_LEARNING_RATE,), batch_sizes=(TABLE_BATCH_SIZE,),
-                 settings=_settings(**{**dict(TABLE_SETTINGS), **settings}))
+    table = dict(
+        datasets=("mnist5k",),
+        learning_rates=(TABLE_LEARNING_RATE,),
+        batch_sizes=(TABLE_BATCH_SIZE,),
+        settings=_settings(**{**dict(TABLE_SETTINGS), **settings}),
+    )
     return (
         Grid(acts=TABLE_BASELINES + WINDOW_ACTS, **table),
         # The centered runs differ from the tiled ones only in fixed settings: the
         # tag keeps their run directories apart.
-        Grid(acts=WINDOW_ACTS, windows=(TABLE_CENTERED_WINDOW,), window_modes=("centered",),
-             tag=f"centered{TABLE_CENTERED_WINDOW}", **table),
+        Grid(
+            acts=WINDOW_ACTS,
+            windows=(TABLE_CENTERED_WINDOW,),
+            window_modes=("centered",),
+            tag=f"centered{TABLE_CENTERED_WINDOW}",
+            **table,
+        ),
     )
 
 
@@ -103,40 +112,87 @@ def presets() -> dict[str, tuple[Any, ...]]:
     stl_acts = STL_BASELINES + WINDOW_ACTS
     return {
         "stl10-bn": (
-            Grid(acts=stl_acts, datasets=("stl10",), seeds=tuple(range(10)), normalizations=NORMALIZATIONS,
-                 learning_rates=(STL_LEARNING_RATE,), batch_sizes=(64,),
-                 settings=_settings(model="stl_net", epochs=30, **dict(STL_SGD))),
+            Grid(
+                acts=stl_acts,
+                datasets=("stl10",),
+                seeds=tuple(range(10)),
+                normalizations=NORMALIZATIONS,
+                learning_rates=(STL_LEARNING_RATE,),
+                batch_sizes=(64,),
+                settings=_settings(model="stl_net", epochs=30, **dict(STL_SGD)),
+            ),
         ),
         "stl10-bn-small": (
-            Grid(acts=("relu", "gelu", "nelu"), datasets=("mnist5k",), seeds=(0, 1), normalizations=NORMALIZATIONS,
-                 learning_rates=(STL_LEARNING_RATE,), batch_sizes=(64,),
-                 settings=_settings(model="stl_net", width=0.25, epochs=4, **dict(STL_SGD))),
+            Grid(
+                acts=("relu", "gelu", "nelu"),
+                datasets=("mnist5k",),
+                seeds=(0, 1),
+                normalizations=NORMALIZATIONS,
+                learning_rates=(STL_LEARNING_RATE,),
+                batch_sizes=(64,),
+                settings=_settings(model="stl_net", width=0.25, epochs=4, **dict(STL_SGD)),
+            ),
         ),
         "lenet-grid": (
-            Grid(acts=LENET_BASELINES + WINDOW_ACTS, datasets=("cifar10",), learning_rates=(1e-1, 1e-2, 1e-3, 1e-4),
-                 batch_sizes=(24, 40, 64, 128),
-                 settings=_settings(model="lenet", optimizer="sgd", momentum=0.9, epochs=25)),
+            Grid(
+                acts=LENET_BASELINES + WINDOW_ACTS,
+                datasets=("cifar10",),
+                learning_rates=(1e-1, 1e-2, 1e-3, 1e-4),
+                batch_sizes=(24, 40, 64, 128),
+                settings=_settings(model="lenet", optimizer="sgd", momentum=0.9, epochs=25),
+            ),
         ),
         "lenet-grid-small": (
-            Grid(acts=("gelu", "nelu"), datasets=("mnist5k",), seeds=(0,), learning_rates=(1e-1, 1e-2),
-                 batch_sizes=(24, 128), settings=_settings(model="lenet", optimizer="sgd", momentum=0.9, epochs=3)),
+            Grid(
+                acts=("gelu", "nelu"),
+                datasets=("mnist5k",),
+                seeds=(0,),
+                learning_rates=(1e-1, 1e-2),
+                batch_sizes=(24, 128),
+                settings=_settings(model="lenet", optimizer="sgd", momentum=0.9, epochs=3),
+            ),
         ),
         "label-noise": (
-            Grid(acts=stl_acts, datasets=("cifar10",), label_noises=NOISE_FRACTIONS, learning_rates=(1e-3,),
-                 batch_sizes=(128,), settings=_settings(model="resnet20", epochs=30)),
+            Grid(
+                acts=stl_acts,
+                datasets=("cifar10",),
+                label_noises=NOISE_FRACTIONS,
+                learning_rates=(1e-3,),
+                batch_sizes=(128,),
+                settings=_settings(model="resnet20", epochs=30),
+            ),
         ),
         "label-noise-small": (
-            Grid(acts=("relu", "nelu"), datasets=("mnist5k",), seeds=(0,), label_noises=NOISE_FRACTIONS,
-                 learning_rates=(1e-3,), batch_sizes=(64,), settings=_settings(model="lenet", epochs=6)),
+            Grid(
+                acts=("relu", "nelu"),
+                datasets=("mnist5k",),
+                seeds=(0,),
+                label_noises=NOISE_FRACTIONS,
+                learning_rates=(1e-3,),
+                batch_sizes=(64,),
+                settings=_settings(model="lenet", epochs=6),
+            ),
         ),
         "triangular-lr": (
-            Grid(acts=stl_acts, datasets=("cifar10",), schedules=SCHEDULES, learning_rates=(1e-1,),
-                 batch_sizes=(128,),
-                 settings=_settings(model="resnet20", epochs=32, optimizer="sgd", momentum=0.9, weight_decay=5e-4)),
+            Grid(
+                acts=stl_acts,
+                datasets=("cifar10",),
+                schedules=SCHEDULES,
+                learning_rates=(1e-1,),
+                batch_sizes=(128,),
+                settings=_settings(model="resnet20", epochs=32, optimizer="sgd", momentum=0.9, weight_decay=5e-4),
+            ),
         ),
         "triangular-lr-small": (
-            Grid(acts=("relu", "nelu"), datasets=("mnist5k",), seeds=(0,), schedules=SCHEDULES, learning_rates=(5e-2,),
-                 batch_sizes=(64,), settings=_settings(model="lenet", epochs=8, optimizer="sgd", momentum=0.9)),
+            Grid(
+                acts=("relu", "nelu"),
+                datasets=("mnist5k",),
+                seeds=(0,),
+                schedules=SCHEDULES,
+                learning_rates=(5e-2,),
+                batch_sizes=(64,),
+                settings=_settings(model="lenet", epochs=8, optimizer="sgd", momentum=0.9),
+            ),
         ),
         "mnist5k-table": _table_grids(Grid),
         "mnist5k-table-resnet20": _table_grids(Grid, **dict(TABLE_RESNET20_SETTINGS)),

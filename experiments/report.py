@@ -57,8 +57,8 @@ import os
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -70,9 +70,26 @@ from winact_jax.train.run_dir import RunRecord, find_runs
 REFERENCE_DIR = Path(__file__).parent / "reference"
 
 # Settings that may vary inside one dataset's table; rows are split by those that do.
-ROW_SETTINGS = ("model", "window", "influence", "threshold", "window_mode", "window_over", "learn_influence",
-                "placement", "learning_rate", "batch_size", "optimizer", "schedule", "augment", "precision",
-                "normalization", "width", "epochs", "label_noise")
+ROW_SETTINGS = (
+    "model",
+    "window",
+    "influence",
+    "threshold",
+    "window_mode",
+    "window_over",
+    "learn_influence",
+    "placement",
+    "learning_rate",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "augment",
+    "precision",
+    "normalization",
+    "width",
+    "epochs",
+    "label_noise",
+)
 
 # One run directory, read once (`winact_jax.train.run_dir` owns the layout).
 Run = RunRecord
@@ -82,8 +99,15 @@ CHANCE_FACTOR = 1.5
 
 # Classes per dataset (winact_jax.data's loaders), for summaries written before
 # they recorded `num_classes`; loading a dataset to count them would be slow.
-KNOWN_NUM_CLASSES = {"digits": 10, "mnist5k": 10, "cifar10": 10, "cifar100": 100, "stl10": 10,
-                     "caltech101": 101, "tiny_imagenet": 200}
+KNOWN_NUM_CLASSES = {
+    "digits": 10,
+    "mnist5k": 10,
+    "cifar10": 10,
+    "cifar100": 100,
+    "stl10": 10,
+    "caltech101": 101,
+    "tiny_imagenet": 200,
+}
 
 MEAN_ZERO_FRACTION = f"{ACTIVATION_PREFIX}/mean_zero_fraction"
 MEAN_DEAD_FRACTION = f"{ACTIVATION_PREFIX}/mean_dead_fraction"
@@ -164,8 +188,7 @@ def table_rows(runs: Iterable[Run]) -> list[Row]:
     (a setting varies when the runs it applies to take more than one value)."""
     runs = list(runs)
     varying = [
-        k for k in ROW_SETTINGS
-        if len({json.dumps(r.config[k]) for r in runs if r.config.get(k) is not None}) > 1
+        k for k in ROW_SETTINGS if len({json.dumps(r.config[k]) for r in runs if r.config.get(k) is not None}) > 1
     ]
     reference = reference_accuracy()
     groups: dict[str, list[Run]] = defaultdict(list)
@@ -222,16 +245,32 @@ def _table_head(title: str, header: Sequence[str]) -> list[str]:
 
 
 def markdown_table(dataset: str, rows: Sequence[Row]) -> str:
-    lines = _table_head(f"### {dataset}", ["activation", "test accuracy (%, non-null runs)", "runs", "null runs",
-                                            "unfinished", "train time (s)", "test time (s)", "seed paper (%)"])
+    lines = _table_head(
+        f"### {dataset}",
+        [
+            "activation",
+            "test accuracy (%, non-null runs)",
+            "runs",
+            "null runs",
+            "unfinished",
+            "train time (s)",
+            "test time (s)",
+            "seed paper (%)",
+        ],
+    )
     for r in rows:
         paper = f"{r.paper:.2f}" if r.paper is not None else "–"
-        lines.append(f"| {r.label} | {_mean_std(r)} | {len(r.accuracies)} | {_null_runs(r)} | {r.unfinished} | "
-                     f"{_seconds(r.train_time, 1)} | {_seconds(r.test_time, 3)} | {paper} |")
-    lines += ["", f"Mean ± sample std over the non-null completed runs (seeds), `runs` of them. Null runs are "
-                  f"counted, not averaged: diverged ones, and completed ones at chance (test accuracy <= "
-                  f"{CHANCE_FACTOR:g} / number of classes). Times: mean per completed run; training time "
-                  f"includes validation and compilation, test time is one compiled pass over the test split."]
+        lines.append(
+            f"| {r.label} | {_mean_std(r)} | {len(r.accuracies)} | {_null_runs(r)} | {r.unfinished} | "
+            f"{_seconds(r.train_time, 1)} | {_seconds(r.test_time, 3)} | {paper} |"
+        )
+    lines += [
+        "",
+        f"Mean ± sample std over the non-null completed runs (seeds), `runs` of them. Null runs are "
+        f"counted, not averaged: diverged ones, and completed ones at chance (test accuracy <= "
+        f"{CHANCE_FACTOR:g} / number of classes). Times: mean per completed run; training time "
+        f"includes validation and compilation, test time is one compiled pass over the test split.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -242,16 +281,41 @@ def _csv_number(value: float | None, digits: int) -> str:
 def write_csv(path: Path, rows: Sequence[Row]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["activation", "setting", "mean_test_accuracy", "std_test_accuracy", "completed_runs",
-                         "null_runs", "diverged_runs", "at_chance_runs", "unfinished_runs", "mean_train_time_s",
-                         "mean_test_time_s", "seed_paper_accuracy", "accuracies"])
+        writer.writerow(
+            [
+                "activation",
+                "setting",
+                "mean_test_accuracy",
+                "std_test_accuracy",
+                "completed_runs",
+                "null_runs",
+                "diverged_runs",
+                "at_chance_runs",
+                "unfinished_runs",
+                "mean_train_time_s",
+                "mean_test_time_s",
+                "seed_paper_accuracy",
+                "accuracies",
+            ]
+        )
         for r in rows:
-            writer.writerow([
-                r.activation, r.label, _percent(r.mean), _percent(r.std), len(r.accuracies), r.null, r.diverged,
-                r.at_chance, r.unfinished, _csv_number(r.train_time, 3), _csv_number(r.test_time, 4),
-                _csv_number(r.paper, 2),
-                " ".join(_percent(a) for a in r.accuracies),
-            ])
+            writer.writerow(
+                [
+                    r.activation,
+                    r.label,
+                    _percent(r.mean),
+                    _percent(r.std),
+                    len(r.accuracies),
+                    r.null,
+                    r.diverged,
+                    r.at_chance,
+                    r.unfinished,
+                    _csv_number(r.train_time, 3),
+                    _csv_number(r.test_time, 4),
+                    _csv_number(r.paper, 2),
+                    " ".join(_percent(a) for a in r.accuracies),
+                ]
+            )
 
 
 def _mean_curve(runs: Sequence[Run], key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -316,8 +380,9 @@ def plot_test_accuracy(path: Path, dataset: str, rows: Sequence[Row]) -> bool:
     ax.bar(positions, means, yerr=errors, capsize=3, color="tab:blue", alpha=0.8, label="ours (mean ± std)")
     papers = [(i, r.paper) for i, r in enumerate(rows) if r.paper is not None]
     if papers:
-        ax.scatter([i for i, _ in papers], [p for _, p in papers], color="tab:red", marker="D", zorder=3,
-                   label="seed paper")
+        ax.scatter(
+            [i for i, _ in papers], [p for _, p in papers], color="tab:red", marker="D", zorder=3, label="seed paper"
+        )
     ax.set_xticks(positions, [r.label for r in rows], rotation=45, ha="right", fontsize=8)
     ax.set(ylabel="test accuracy (%)", title=f"{dataset}: test accuracy")
     low = min(m - e for m, e in zip(means, errors))
@@ -357,7 +422,8 @@ def final_statistics(run: Run) -> dict[str, float]:
     prefixes = (f"{ACTIVATION_PREFIX}/", f"{INFLUENCE_PREFIX}/")
     for record in reversed(run.metrics):
         values = {
-            key: float(value) for key, value in record.items()
+            key: float(value)
+            for key, value in record.items()
             if key.startswith(prefixes) and isinstance(value, (int, float)) and math.isfinite(value)
         }
         if values:
@@ -393,15 +459,17 @@ def statistics_rows(rows: Sequence[Row]) -> list[StatisticsRow]:
         statistics = [s for s in (final_statistics(r) for r in row.runs if r.test_accuracy is not None) if s]
         if not statistics:
             continue
-        result.append(StatisticsRow(
-            label=row.label,
-            activation=row.activation,
-            runs=len(statistics),
-            zero_fraction=_mean([s[MEAN_ZERO_FRACTION] for s in statistics if MEAN_ZERO_FRACTION in s]),
-            dead_fraction=_mean([s[MEAN_DEAD_FRACTION] for s in statistics if MEAN_DEAD_FRACTION in s]),
-            dead_per_layer=_per_layer(statistics, ACTIVATION_PREFIX, "dead_fraction"),
-            influence_per_layer=_per_layer(statistics, INFLUENCE_PREFIX, "mean"),
-        ))
+        result.append(
+            StatisticsRow(
+                label=row.label,
+                activation=row.activation,
+                runs=len(statistics),
+                zero_fraction=_mean([s[MEAN_ZERO_FRACTION] for s in statistics if MEAN_ZERO_FRACTION in s]),
+                dead_fraction=_mean([s[MEAN_DEAD_FRACTION] for s in statistics if MEAN_DEAD_FRACTION in s]),
+                dead_per_layer=_per_layer(statistics, ACTIVATION_PREFIX, "dead_fraction"),
+                influence_per_layer=_per_layer(statistics, INFLUENCE_PREFIX, "mean"),
+            )
+        )
     return result
 
 
@@ -410,29 +478,52 @@ def _fraction(value: float | None, digits: int = 3) -> str:
 
 
 def statistics_markdown(dataset: str, rows: Sequence[StatisticsRow]) -> str:
-    lines = _table_head(f"### {dataset}: activation statistics (final epoch)",
-                        ["activation", "runs", "mean zero fraction", "mean dead fraction", "learned influence (mean)"])
+    lines = _table_head(
+        f"### {dataset}: activation statistics (final epoch)",
+        ["activation", "runs", "mean zero fraction", "mean dead fraction", "learned influence (mean)"],
+    )
     for r in rows:
-        lines.append(f"| {r.label} | {r.runs} | {_fraction(r.zero_fraction)} | {_fraction(r.dead_fraction)} | "
-                     f"{_fraction(r.influence, 4)} |")
-    lines += ["", "Fractions of outputs exactly zero and of channels zero for the whole measured batch, "
-                  "unweighted means over the activation layers, then means over the completed runs (null ones "
-                  "included) that logged them."]
+        lines.append(
+            f"| {r.label} | {r.runs} | {_fraction(r.zero_fraction)} | {_fraction(r.dead_fraction)} | "
+            f"{_fraction(r.influence, 4)} |"
+        )
+    lines += [
+        "",
+        "Fractions of outputs exactly zero and of channels zero for the whole measured batch, "
+        "unweighted means over the activation layers, then means over the completed runs (null ones "
+        "included) that logged them.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def write_statistics_csv(path: Path, rows: Sequence[StatisticsRow]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["activation", "setting", "runs", "mean_zero_fraction", "mean_dead_fraction",
-                         "mean_learned_influence", "dead_fraction_per_layer", "influence_per_layer"])
+        writer.writerow(
+            [
+                "activation",
+                "setting",
+                "runs",
+                "mean_zero_fraction",
+                "mean_dead_fraction",
+                "mean_learned_influence",
+                "dead_fraction_per_layer",
+                "influence_per_layer",
+            ]
+        )
         for r in rows:
-            writer.writerow([
-                r.activation, r.label, r.runs, _csv_number(r.zero_fraction, 6), _csv_number(r.dead_fraction, 6),
-                _csv_number(r.influence, 6),
-                " ".join(f"{layer}={value:.6f}" for layer, value in r.dead_per_layer.items()),
-                " ".join(f"{layer}={value:.6f}" for layer, value in r.influence_per_layer.items()),
-            ])
+            writer.writerow(
+                [
+                    r.activation,
+                    r.label,
+                    r.runs,
+                    _csv_number(r.zero_fraction, 6),
+                    _csv_number(r.dead_fraction, 6),
+                    _csv_number(r.influence, 6),
+                    " ".join(f"{layer}={value:.6f}" for layer, value in r.dead_per_layer.items()),
+                    " ".join(f"{layer}={value:.6f}" for layer, value in r.influence_per_layer.items()),
+                ]
+            )
 
 
 def plot_per_layer(path: Path, dataset: str, rows: Sequence[StatisticsRow], attribute: str, ylabel: str) -> bool:
@@ -451,14 +542,26 @@ def plot_per_layer(path: Path, dataset: str, rows: Sequence[StatisticsRow], attr
         if r.activation == "relu":
             style = {"color": "black", "linewidth": 2.5, "zorder": 3}
         else:
-            style = {"color": colors[others % len(colors)], "linewidth": 1.2,
-                     "linestyle": "-" if others < len(colors) else "--"}
+            style = {
+                "color": colors[others % len(colors)],
+                "linewidth": 1.2,
+                "linestyle": "-" if others < len(colors) else "--",
+            }
             others += 1
-        ax.plot([position[layer] for layer in values], list(values.values()), marker="o", markersize=3,
-                label=r.label, **style)
+        ax.plot(
+            [position[layer] for layer in values],
+            list(values.values()),
+            marker="o",
+            markersize=3,
+            label=r.label,
+            **style,
+        )
     ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=7)
-    ax.set(xlabel="activation layer (model order)", ylabel=ylabel,
-           title=f"{dataset}: {ylabel} per layer, final epoch (mean over seeds)")
+    ax.set(
+        xlabel="activation layer (model order)",
+        ylabel=ylabel,
+        title=f"{dataset}: {ylabel} per layer, final epoch (mean over seeds)",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -485,10 +588,14 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike) -> list[Path]:
         write_csv(out / f"{dataset}.csv", rows)
         written += [out / f"{dataset}.md", out / f"{dataset}.csv"]
         for name, drawn in [
-            (f"{dataset}_val_accuracy.png", plot_curves(out / f"{dataset}_val_accuracy.png", dataset, rows,
-                                                         "val_accuracy", "validation accuracy")),
-            (f"{dataset}_train_loss.png", plot_curves(out / f"{dataset}_train_loss.png", dataset, rows,
-                                                       "train_loss", "training loss")),
+            (
+                f"{dataset}_val_accuracy.png",
+                plot_curves(out / f"{dataset}_val_accuracy.png", dataset, rows, "val_accuracy", "validation accuracy"),
+            ),
+            (
+                f"{dataset}_train_loss.png",
+                plot_curves(out / f"{dataset}_train_loss.png", dataset, rows, "train_loss", "training loss"),
+            ),
             (f"{dataset}_test_accuracy.png", plot_test_accuracy(out / f"{dataset}_test_accuracy.png", dataset, rows)),
         ]:
             if drawn:
@@ -508,8 +615,9 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs_dir", metavar="RUNS_DIR", help="directory holding run directories (searched recursively)")
     parser.add_argument("--out", metavar="DIR", help="where to write the report (default: RUNS_DIR/report)")
     args = parser.parse_args(argv)
@@ -522,8 +630,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.suffix == ".md":
             print(path.read_text())
     datasets = sorted({r.dataset for r in runs})
-    print(f"report: {len(runs)} runs over {len(datasets)} dataset(s) ({', '.join(datasets) or 'none'}); "
-          f"{len(written)} files in {out_dir}")
+    print(
+        f"report: {len(runs)} runs over {len(datasets)} dataset(s) ({', '.join(datasets) or 'none'}); "
+        f"{len(written)} files in {out_dir}"
+    )
     return 0
 
 

@@ -24,8 +24,9 @@ import argparse
 import dataclasses
 import itertools
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import winact_jax as wa
 from experiments.cli import PAPER_TABLE1_ACTS, activation_list, comma_list
@@ -87,24 +88,35 @@ PRESETS: dict[str, tuple[Grid, ...]] = {
     # three datasets, Adam 1e-4, batch 64, 50 epochs, window 4, influence 0.1,
     # threshold 0.25, no augmentation (TrainConfig's defaults); three seeds where
     # the paper ran one.
-    "paper-table1": (
-        Grid(acts=PAPER_TABLE1_ACTS, datasets=PAPER_DATASETS, settings=(("model", "seed_backbone"),)),
-    ),
+    "paper-table1": (Grid(acts=PAPER_TABLE1_ACTS, datasets=PAPER_DATASETS, settings=(("model", "seed_backbone"),)),),
     # The paper's sensitivity study on CIFAR-100: windows 2/4/8/32 at influence 0.1,
     # then influences 0.001 to 1 at window 4, for every window activation.
     "paper-window-sweep": (
-        Grid(acts=wa.names("window"), datasets=("cifar100",), windows=(2, 4, 8, 32),
-             settings=(("model", "seed_backbone"),)),
-        Grid(acts=tuple(n for n in wa.names("window") if "influence" in wa.parameters(n)), datasets=("cifar100",),
-             influences=(0.001, 0.01, 0.1, 0.5, 1.0), settings=(("model", "seed_backbone"),)),
+        Grid(
+            acts=wa.names("window"),
+            datasets=("cifar100",),
+            windows=(2, 4, 8, 32),
+            settings=(("model", "seed_backbone"),),
+        ),
+        Grid(
+            acts=tuple(n for n in wa.names("window") if "influence" in wa.parameters(n)),
+            datasets=("cifar100",),
+            influences=(0.001, 0.01, 0.1, 0.5, 1.0),
+            settings=(("model", "seed_backbone"),),
+        ),
     ),
     # Every activation on the embedded digits, three seeds, sized for a 2-core CPU
     # (about 35 s a run there): SeedBackbone at a quarter width (32 channels), 6
     # epochs of batch 32 at learning rate 1e-3. The paper's 1e-4 and batch 64 need
     # its 50 epochs: after 6 they leave this model near 35% on digits.
     "digits-table": (
-        Grid(acts=wa.names(), datasets=("digits",), learning_rates=(1e-3,), batch_sizes=(32,),
-             settings=(("model", "seed_backbone"), ("width", 0.25), ("epochs", 6), ("progress", False))),
+        Grid(
+            acts=wa.names(),
+            datasets=("digits",),
+            learning_rates=(1e-3,),
+            batch_sizes=(32,),
+            settings=(("model", "seed_backbone"), ("width", 0.25), ("epochs", 6), ("progress", False)),
+        ),
     ),
 }
 
@@ -129,7 +141,7 @@ def _short(value) -> str:
 
 def _run_name(config, grid: Grid) -> str:
     parts = [config.dataset, config.model, config.act]
-    for axis, field, short in AXES:
+    for _grid_field, field, short in AXES:
         if field in grid.named_axes and getattr(config, field) is not None:
             parts.append(f"{short}{_short(getattr(config, field))}")
     if grid.tag:
@@ -231,29 +243,52 @@ def _boolean(text: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     from winact_jax.train.config import describe_default
 
-    parser = argparse.ArgumentParser(prog="python -m experiments.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="a predefined grid (the grid flags below "
-                        "then do not apply)")
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a predefined grid (the grid flags below then do not apply)"
+    )
     parser.add_argument("--acts", type=activation_list, help="comma-separated activations (or 'all')")
-    parser.add_argument("--datasets", type=comma_list(_dataset, "dataset names"), default=("digits",),
-                        help="comma-separated datasets (default: digits)")
-    parser.add_argument("--seeds", type=comma_list(int, "integers"), default=SEEDS,
-                        help=f"default: {','.join(map(str, SEEDS))}")
+    parser.add_argument(
+        "--datasets",
+        type=comma_list(_dataset, "dataset names"),
+        default=("digits",),
+        help="comma-separated datasets (default: digits)",
+    )
+    parser.add_argument(
+        "--seeds", type=comma_list(int, "integers"), default=SEEDS, help=f"default: {','.join(map(str, SEEDS))}"
+    )
 
     flags = {"learning_rates": "--lrs"}
-    kinds = {"windows": (int, "integers"), "influences": (float, "numbers"), "thresholds": (float, "numbers"),
-             "window_modes": (str, "window modes"), "window_overs": (str, "window axes"),
-             "learn_influences": (_boolean, "true/false values"), "learning_rates": (float, "learning rates"),
-             "batch_sizes": (int, "integers"), "label_noises": (float, "fractions"),
-             "normalizations": (str, "normalizations"), "schedules": (str, "schedules")}
+    kinds = {
+        "windows": (int, "integers"),
+        "influences": (float, "numbers"),
+        "thresholds": (float, "numbers"),
+        "window_modes": (str, "window modes"),
+        "window_overs": (str, "window axes"),
+        "learn_influences": (_boolean, "true/false values"),
+        "learning_rates": (float, "learning rates"),
+        "batch_sizes": (int, "integers"),
+        "label_noises": (float, "fractions"),
+        "normalizations": (str, "normalizations"),
+        "schedules": (str, "schedules"),
+    }
     for axis, field, _ in AXES:
         convert, what = kinds[axis]
-        parser.add_argument(flags.get(axis, "--" + axis.replace("_", "-")), dest=axis, type=comma_list(convert, what),
-                            default=(), help=f"comma-separated {what} (default: the training default, "
-                            f"{describe_default(field)})")
-    parser.add_argument("--model", help=f"model of every run (default: the training default, {describe_default('model')})")
-    parser.add_argument("--epochs", type=int, help=f"epochs of every run (default: the training default, {describe_default('epochs')})")
+        parser.add_argument(
+            flags.get(axis, "--" + axis.replace("_", "-")),
+            dest=axis,
+            type=comma_list(convert, what),
+            default=(),
+            help=f"comma-separated {what} (default: the training default, {describe_default(field)})",
+        )
+    parser.add_argument(
+        "--model", help=f"model of every run (default: the training default, {describe_default('model')})"
+    )
+    parser.add_argument(
+        "--epochs", type=int, help=f"epochs of every run (default: the training default, {describe_default('epochs')})"
+    )
     parser.add_argument("--runs-dir", help="parent of the run directories (default: runs/<preset> or runs/sweep)")
     parser.add_argument("--shard", type=_parse_shard, help="i/n: run only runs i, i+n, ... (0 <= i < n)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status, train nothing")
@@ -266,9 +301,15 @@ def grids_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     if not args.acts:
         parser.error("give --preset or --acts")
     settings = {"model": args.model, "epochs": args.epochs}
-    return (Grid(acts=args.acts, datasets=args.datasets, seeds=args.seeds,
-                 settings=tuple((k, v) for k, v in settings.items() if v is not None),
-                 **{axis: getattr(args, axis) for axis, _, _ in AXES}),)
+    return (
+        Grid(
+            acts=args.acts,
+            datasets=args.datasets,
+            seeds=args.seeds,
+            settings=tuple((k, v) for k, v in settings.items() if v is not None),
+            **{axis: getattr(args, axis) for axis, _, _ in AXES},
+        ),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,8 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     running = [c for c in configs if statuses[c.workdir] == Status.RUNNING]
     todo = [c for c in configs if statuses[c.workdir] not in (*FINISHED, Status.RUNNING)]
     shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
-    print(f"{len(configs)} runs{shard} in {runs_dir}: {len(configs) - len(todo) - len(running)} finished, "
-          + (f"{len(running)} running elsewhere, " if running else "") + f"{len(todo)} to run")
+    print(
+        f"{len(configs)} runs{shard} in {runs_dir}: {len(configs) - len(todo) - len(running)} finished, "
+        + (f"{len(running)} running elsewhere, " if running else "")
+        + f"{len(todo)} to run"
+    )
     if args.dry_run:
         for c in configs:
             status = statuses[c.workdir]
@@ -305,9 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for workdir, message in failures:
         print(f"failed: {workdir}: {message}")
     counts = ", ".join(f"{n} {status.value}" for status, n in sorted(outcomes.items())) or "nothing to do"
-    print(f"sweep{shard}: {len(todo)} runs trained ({counts}), {len(configs) - len(todo) - len(running)} already "
-          "finished" + (f", {len(running)} running elsewhere" if running else "") + "; "
-          f"tables and plots: python -m experiments.report {runs_dir}")
+    print(
+        f"sweep{shard}: {len(todo)} runs trained ({counts}), {len(configs) - len(todo) - len(running)} already "
+        "finished" + (f", {len(running)} running elsewhere" if running else "") + "; "
+        f"tables and plots: python -m experiments.report {runs_dir}"
+    )
     return ExitCode.FAILED if failures else ExitCode.COMPLETED
 
 

@@ -11,7 +11,7 @@ one's median over the rounds: a burst of background load hits all candidates ali
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 import numpy as np

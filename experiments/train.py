@@ -17,7 +17,7 @@ import math
 import os
 import shlex
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import winact_jax
 import winact_jax.data
@@ -123,56 +123,120 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument(flag, dest=dest, default=None, help=f"{help} (default: {describe_default(dest)})", **options)
 
     act = parser.add_argument_group("activation (its parameters only for the activations that take them)")
-    act.add_argument("--act", required=True, type=activation_name, help=f"the activation (required): {', '.join(winact_jax.names())}")
+    act.add_argument(
+        "--act", required=True, type=activation_name, help=f"the activation (required): {', '.join(winact_jax.names())}"
+    )
     setting(act, "--window", "window size of the window activations", type=positive_int)
     setting(act, "--influence", "influence of the neighbourhood", type=float)
     setting(act, "--threshold", "softmax_threshold's threshold", type=float)
-    setting(act, "--window-mode", "tiled: non-overlapping windows; centered: one window around each position", choices=WINDOW_MODES)
+    setting(
+        act,
+        "--window-mode",
+        "tiled: non-overlapping windows; centered: one window around each position",
+        choices=WINDOW_MODES,
+    )
     setting(act, "--window-over", "what a window spans: spatial (height x width) or channels", choices=WINDOW_OVERS)
-    setting(act, "--learn-influence", "train the influence, one per channel, starting from --influence", action="store_true")
-    setting(act, "--placement", "all: the activation at every nonlinearity; stem: after the first layer only, ReLU elsewhere", choices=PLACEMENTS)
+    setting(
+        act, "--learn-influence", "train the influence, one per channel, starting from --influence", action="store_true"
+    )
+    setting(
+        act,
+        "--placement",
+        "all: the activation at every nonlinearity; stem: after the first layer only, ReLU elsewhere",
+        choices=PLACEMENTS,
+    )
 
     model = parser.add_argument_group("model and data")
     setting(model, "--model", "the model", choices=winact_jax.models.names())
     setting(model, "--width", "width multiplier of the model's channels", type=positive_float)
     setting(model, "--normalization", "the model's normalization", choices=NORMALIZATIONS)
-    setting(model, "--dataset", "the data; digits is embedded, the others come through TFDS", choices=winact_jax.data.NAMES)
+    setting(
+        model, "--dataset", "the data; digits is embedded, the others come through TFDS", choices=winact_jax.data.NAMES
+    )
     setting(model, "--data-dir", "where TFDS keeps datasets")
     setting(model, "--label-noise", "fraction of training labels replaced by uniformly random ones", type=fraction)
 
     training = parser.add_argument_group("training")
     setting(training, "--epochs", "epochs to train", type=positive_int)
-    setting(training, "--batch-size", "global batch size, split evenly over all devices; a multiple of the device count", type=positive_int)
+    setting(
+        training,
+        "--batch-size",
+        "global batch size, split evenly over all devices; a multiple of the device count",
+        type=positive_int,
+    )
     setting(training, "--lr", "(peak) learning rate", dest="learning_rate", type=positive_float)
     setting(training, "--optimizer", "the optimizer", choices=OPTIMIZERS)
     setting(training, "--momentum", "SGD's momentum, 0 for plain SGD", type=non_negative_float)
     setting(training, "--nesterov", "Nesterov momentum for SGD", action="store_true")
-    setting(training, "--weight-decay", "L2 penalty added to the gradient for adam and sgd; decoupled decay for adamw", type=non_negative_float)
-    setting(training, "--schedule", "learning-rate schedule: constant, cosine decay to 0, one-cycle, or triangular (cyclical between lr/10 and lr)", choices=SCHEDULES)
+    setting(
+        training,
+        "--weight-decay",
+        "L2 penalty added to the gradient for adam and sgd; decoupled decay for adamw",
+        type=non_negative_float,
+    )
+    setting(
+        training,
+        "--schedule",
+        "learning-rate schedule: constant, cosine decay to 0, one-cycle, or triangular (cyclical between lr/10 and lr)",
+        choices=SCHEDULES,
+    )
     setting(training, "--cycle-epochs", "the triangular schedule's period, in epochs", type=positive_int)
     setting(training, "--augment", "random 4-pixel-padded crops and horizontal flips", action="store_true")
     setting(training, "--precision", "compute dtype; parameters and optimizer state stay float32", choices=PRECISIONS)
-    setting(training, "--seed", "seed of initialisation, epoch order, augmentation and label noise", type=non_negative_int)
-    setting(training, "--divergence-factor", "stop as diverged at a training loss above this many times the first epoch's mean (inf: never)", type=factor)
+    setting(
+        training, "--seed", "seed of initialisation, epoch order, augmentation and label noise", type=non_negative_int
+    )
+    setting(
+        training,
+        "--divergence-factor",
+        "stop as diverged at a training loss above this many times the first epoch's mean (inf: never)",
+        type=factor,
+    )
     setting(training, "--max-loss", "stop as diverged at a training loss above this (inf: never)", type=bound)
 
     output = parser.add_argument_group("output")
     setting(output, "--workdir", "the run directory")
-    output.add_argument("--overwrite", action="store_true", help="start over in a --workdir that holds a run, removing its files (never those of a directory that holds no run)")
+    output.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a --workdir that holds a run, removing its files (never those of a directory that holds no run)",
+    )
     setting(output, "--eval-every", "validate every this many epochs, and after the last", type=positive_int)
     setting(output, "--keep-checkpoints", "how many epoch checkpoints to keep", type=positive_int)
     setting(output, "--no-progress", "no progress bar", dest="progress", action="store_false")
 
     hosts = parser.add_argument_group("multi-host")
-    hosts.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (default: $JAX_COORDINATOR_ADDRESS; none: one process)")
-    hosts.add_argument("--num-processes", type=positive_int, default=None, help="processes of the run (default: $JAX_NUM_PROCESSES)")
-    hosts.add_argument("--process-id", type=non_negative_int, default=None, help="this process's index, 0..N-1 (default: $JAX_PROCESS_ID)")
+    hosts.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="address of process 0 (default: $JAX_COORDINATOR_ADDRESS; none: one process)",
+    )
+    hosts.add_argument(
+        "--num-processes", type=positive_int, default=None, help="processes of the run (default: $JAX_NUM_PROCESSES)"
+    )
+    hosts.add_argument(
+        "--process-id",
+        type=non_negative_int,
+        default=None,
+        help="this process's index, 0..N-1 (default: $JAX_PROCESS_ID)",
+    )
 
     debug = parser.add_argument_group("testing and debugging")
-    setting(debug, "--max-steps", "stop, as an interrupt would (checkpoint, status 'interrupted', exit 0), once this many training steps are done in total", type=positive_int)
+    setting(
+        debug,
+        "--max-steps",
+        "stop, as an interrupt would (checkpoint, status 'interrupted', exit 0), once this many training steps are done in total",
+        type=positive_int,
+    )
     setting(debug, "--limit-train", "train on the first N training examples only", type=positive_int)
     setting(debug, "--devices", "use only the first N devices", dest="num_devices", type=positive_int)
-    debug.add_argument("--dump-params", default=None, metavar="FILE", help="write the final parameters to FILE.<process index>.npz from every process")
+    debug.add_argument(
+        "--dump-params",
+        default=None,
+        metavar="FILE",
+        help="write the final parameters to FILE.<process index>.npz from every process",
+    )
     return parser
 
 

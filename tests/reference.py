@@ -366,8 +366,15 @@ def _per_element(name, x, window, influence, threshold, mode, over, fn):
     return out.reshape(shape)
 
 
-def activation_ext(name, x, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD,
-                   mode="tiled", over="spatial"):
+def activation_ext(
+    name,
+    x,
+    window=DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    threshold=DEFAULT_THRESHOLD,
+    mode="tiled",
+    over="spatial",
+):
     """`name` applied to `x` with round-2 options: `mode`, `over`, and `influence`
     a scalar or one value per channel (float64 result of `x`'s shape)."""
     name = ALIASES.get(name, name)
@@ -378,8 +385,16 @@ def activation_ext(name, x, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, 
     return _per_element(name, x, window, influence, threshold, mode, over, fn)
 
 
-def vjp_ext(name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD,
-            mode="tiled", over="spatial"):
+def vjp_ext(
+    name,
+    x,
+    g,
+    window=DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    threshold=DEFAULT_THRESHOLD,
+    mode="tiled",
+    over="spatial",
+):
     """`g^T dy/dx` from each output element's row of its window's analytic Jacobian:
     `dx_j = sum_i g_i dy_i/dx_j` over every `i` whose window holds `j`."""
     name = ALIASES.get(name, name)
@@ -398,8 +413,9 @@ def vjp_ext(name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, thre
     return dx.reshape(shape)
 
 
-def fd_influence_grad(name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, mode="tiled",
-                      over="spatial", eps=1e-6):
+def fd_influence_grad(
+    name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, mode="tiled", over="spatial", eps=1e-6
+):
     """`d sum(g * y) / d influence` by central finite differences, in float64: a
     float for a scalar influence, an array of shape `(C,)` for a per-channel one."""
     a = np.asarray(influence, np.float64)
@@ -416,8 +432,15 @@ def fd_influence_grad(name, x, g, window=DEFAULT_WINDOW, influence=DEFAULT_INFLU
     return grad.reshape(a.shape) if a.ndim else float(grad[0])
 
 
-def kink_margin_ext(name, x, window=DEFAULT_WINDOW, influence=DEFAULT_INFLUENCE, threshold=DEFAULT_THRESHOLD,
-                    mode="tiled", over="spatial"):
+def kink_margin_ext(
+    name,
+    x,
+    window=DEFAULT_WINDOW,
+    influence=DEFAULT_INFLUENCE,
+    threshold=DEFAULT_THRESHOLD,
+    mode="tiled",
+    over="spatial",
+):
     """Per element, the distance from the nearest non-differentiable point (with
     respect to `x`), over its own window."""
     name = ALIASES.get(name, name)

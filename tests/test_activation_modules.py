@@ -106,8 +106,9 @@ def test_frelu_eval_equals_the_pure_function_with_folded_batch_norm(kernel_size)
     chex.assert_trees_all_close(layer(x), wa.frelu(x, layer.kernel[...], scale, bias), rtol=1e-5, atol=1e-5)
     # And the formula: max(x, scale * T(x) + bias) with T from the spec.
     funnel = funnel_reference(x, layer.kernel[...]) * np.asarray(scale) + np.asarray(bias)
-    chex.assert_trees_all_close(layer(x), np.maximum(np.asarray(x, np.float64), funnel).astype(np.float32),
-                                rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(
+        layer(x), np.maximum(np.asarray(x, np.float64), funnel).astype(np.float32), rtol=1e-5, atol=1e-5
+    )
     # Running statistics: one example's output does not depend on the rest of the batch.
     chex.assert_trees_all_close(layer(x[:1]), layer(x)[:1], rtol=1e-6, atol=1e-6)
 

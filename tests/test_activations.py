@@ -22,12 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-import reference as ref
 import winact_jax as wa
 
 NAMES = ref.WINDOW_NAMES
@@ -41,7 +41,7 @@ def fn(name):
     return getattr(wa, name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(name, window, items):
     f = fn(name) if window is None else functools.partial(fn(name), window=window)
     return jax.jit(functools.partial(f, **dict(items)))
@@ -53,7 +53,7 @@ def jitted(name, window=None, **params):
     return _jitted(name, window, tuple(sorted(params.items())))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted_vjp(name, window, items):
     f = functools.partial(fn(name), window=window, **dict(items))
     return jax.jit(lambda x, g: jax.vjp(f, x)[1](g)[0])
@@ -442,9 +442,7 @@ def test_vjp_matches_reference(name, config):
     seed = sorted(GRAD_CONFIGS).index(config)
     x = smooth_input(name, shape, window, seed=seed, **params)
     g = np.random.default_rng(seed + 1000).normal(size=shape).astype(np.float32)
-    np.testing.assert_allclose(
-        _vjp(name, x, g, window, **params), ref.vjp(name, x, g, window, **params), **F32_TOL
-    )
+    np.testing.assert_allclose(_vjp(name, x, g, window, **params), ref.vjp(name, x, g, window, **params), **F32_TOL)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -453,9 +451,7 @@ def test_vjp_matches_reference_influence_0_35_threshold_0_1(name):
     params = ref.params_for(name, influence=0.35, threshold=0.1)
     x = smooth_input(name, shape, window, seed=5, **params)
     g = np.random.default_rng(6).normal(size=shape).astype(np.float32)
-    np.testing.assert_allclose(
-        _vjp(name, x, g, window, **params), ref.vjp(name, x, g, window, **params), **F32_TOL
-    )
+    np.testing.assert_allclose(_vjp(name, x, g, window, **params), ref.vjp(name, x, g, window, **params), **F32_TOL)
 
 
 @pytest.mark.parametrize("name", NAMES)

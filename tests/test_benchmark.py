@@ -28,8 +28,12 @@ def _check_ratios(rows, time_key, ratio_key):
 
 def test_activations_json(tmp_path, capsys):
     path = tmp_path / "acts.json"
-    assert benchmark.main(["activations", "--shape", "2,8,8,4", "--acts", "nelu,max,gelu", "--rounds", "2",
-                           "--json", str(path)]) == 0
+    assert (
+        benchmark.main(
+            ["activations", "--shape", "2,8,8,4", "--acts", "nelu,max,gelu", "--rounds", "2", "--json", str(path)]
+        )
+        == 0
+    )
     payload = _read(path)
     assert payload["benchmark"] == "activations"
     assert payload["shape"] == [2, 8, 8, 4] and payload["window"] == 4
@@ -45,14 +49,39 @@ def test_activations_json(tmp_path, capsys):
 
 def test_train_step_json(tmp_path):
     path = tmp_path / "step.json"
-    assert benchmark.main(["train-step", "--model", "lenet", "--image-size", "16", "--batch-size", "4",
-                           "--num-classes", "5", "--acts", "relu,excitator", "--steps", "2",
-                           "--variants", "tiled,centered,channels", "--json", str(path)]) == 0
+    assert (
+        benchmark.main(
+            [
+                "train-step",
+                "--model",
+                "lenet",
+                "--image-size",
+                "16",
+                "--batch-size",
+                "4",
+                "--num-classes",
+                "5",
+                "--acts",
+                "relu,excitator",
+                "--steps",
+                "2",
+                "--variants",
+                "tiled,centered,channels",
+                "--json",
+                str(path),
+            ]
+        )
+        == 0
+    )
     payload = _read(path)
     assert set(payload) >= {"device", "rows"}
     assert [set(r) for r in payload["rows"]] == [{"activation", "variant", "step_ms", "ratio_to_relu"}] * 4
     assert [(r["activation"], r["variant"]) for r in payload["rows"]] == [
-        ("relu", ""), ("excitator", "tiled 4"), ("excitator", "centered 3"), ("excitator", "channels 4")]
+        ("relu", ""),
+        ("excitator", "tiled 4"),
+        ("excitator", "centered 3"),
+        ("excitator", "channels 4"),
+    ]
     _check_ratios(payload["rows"], "step_ms", "ratio_to_relu")
     # Which convolution kernels ran is part of the result.
     assert payload["xla_flags"] == os.environ.get("XLA_FLAGS", "")
@@ -70,8 +99,26 @@ def test_cpu_convolutions_option_sets_the_xla_flag_only_when_asked(monkeypatch):
 
 def test_epoch_json(tmp_path, capsys):
     path = tmp_path / "epoch.json"
-    assert benchmark.main(["epoch", "--acts", "nelu", "--image-size", "16", "--batch-size", "4", "--batches", "2",
-                           "--rounds", "1", "--json", str(path)]) == 0
+    assert (
+        benchmark.main(
+            [
+                "epoch",
+                "--acts",
+                "nelu",
+                "--image-size",
+                "16",
+                "--batch-size",
+                "4",
+                "--batches",
+                "2",
+                "--rounds",
+                "1",
+                "--json",
+                str(path),
+            ]
+        )
+        == 0
+    )
     payload = _read(path)
     assert payload["batches"] == 2 and payload["model"] == "seed_backbone"
     rows = payload["rows"]

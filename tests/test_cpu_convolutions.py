@@ -81,8 +81,9 @@ def test_xla_accepts_the_flag_and_convolutions_stay_exact(tmp_path):
         workdir = tmp_path / name
         workdir.mkdir()
         env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
-        completed = subprocess.run([sys.executable, "-c", script], cwd=workdir, env=env, capture_output=True,
-                                   text=True, timeout=120)
+        completed = subprocess.run(
+            [sys.executable, "-c", script], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+        )
         assert completed.returncode == 0, completed.stderr[-2000:]
         results[name] = np.load(workdir / "out.npy")
     np.testing.assert_allclose(results["eigen"], results["default"], rtol=1e-4, atol=1e-4)

@@ -105,16 +105,12 @@ def test_digits_end_to_end(digits_dataset):
     # The three splits hold every digit exactly once: match them to the source.
     source = load_digits()
     source_images = digits.upsample(source.images)
-    source_keys = {
-        image.tobytes(): label for image, label in zip(source_images, source.target, strict=True)
-    }
+    source_keys = {image.tobytes(): label for image, label in zip(source_images, source.target, strict=True)}
     assert len(source_keys) == len(source.target)  # no two digits are the same image
     images = np.concatenate([dataset.train.images, dataset.validation.images, dataset.test.images])
     labels = all_labels(dataset)
     assert len(images) == len(source.target)
-    assert all(
-        source_keys[image.tobytes()] == label for image, label in zip(images, labels, strict=True)
-    )
+    assert all(source_keys[image.tobytes()] == label for image, label in zip(images, labels, strict=True))
     np.testing.assert_array_equal(np.bincount(labels), np.bincount(source.target))
 
     for split, fraction in ((dataset.train, 0.7), (dataset.validation, 0.15), (dataset.test, 0.15)):
@@ -124,12 +120,8 @@ def test_digits_end_to_end(digits_dataset):
 def test_digits_split_is_fixed_across_calls_and_drawn_by_seed(digits_dataset):
     again = wd.load("digits")
     for name in ("train", "validation", "test"):
-        np.testing.assert_array_equal(
-            getattr(digits_dataset, name).images, getattr(again, name).images
-        )
-        np.testing.assert_array_equal(
-            getattr(digits_dataset, name).labels, getattr(again, name).labels
-        )
+        np.testing.assert_array_equal(getattr(digits_dataset, name).images, getattr(again, name).images)
+        np.testing.assert_array_equal(getattr(digits_dataset, name).labels, getattr(again, name).labels)
     other = wd.load("digits", seed=1)
     assert len(other.test) == len(digits_dataset.test)
     assert not np.array_equal(other.test.images, digits_dataset.test.images)
@@ -151,9 +143,7 @@ def test_normalize_is_jittable_and_gives_each_datasets_range(digits_dataset):
     scaled = jax.jit(digits_dataset.normalize)(pixels)
     assert scaled.dtype == jnp.float32
     np.testing.assert_allclose(scaled.ravel(), [0.0, 1.0, 0.2], atol=1e-6)
-    np.testing.assert_allclose(
-        wd.scale_pixels(pixels, wd.SYMMETRIC_RANGE).ravel(), [-1.0, 1.0, -0.6], atol=1e-6
-    )
+    np.testing.assert_allclose(wd.scale_pixels(pixels, wd.SYMMETRIC_RANGE).ravel(), [-1.0, 1.0, -0.6], atol=1e-6)
 
 
 def test_load_rejects_unknown_names():
@@ -213,9 +203,7 @@ def write_fake_tiny_imagenet(path):
         for wnid in TINY_WNIDS:
             archive.writestr(f"{root}train/{wnid}/{wnid}_boxes.txt", f"{wnid}_0.JPEG\t0\t0\t9\t9\n")
             for i in range(TINY_TRAIN_PER_CLASS):
-                archive.writestr(
-                    f"{root}train/{wnid}/images/{wnid}_{i}.JPEG", _jpeg(TINY_COLORS[wnid], rng)
-                )
+                archive.writestr(f"{root}train/{wnid}/images/{wnid}_{i}.JPEG", _jpeg(TINY_COLORS[wnid], rng))
         # val/images is flat: only the annotations say which class an image is.
         annotations = []
         for k in range(TINY_VAL_PER_CLASS * len(TINY_WNIDS)):

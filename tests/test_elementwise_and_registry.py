@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 import reference as ref
+
 import winact_jax as wa
 
 WINDOW_NAMES = ref.WINDOW_NAMES
@@ -134,6 +134,7 @@ def test_elementwise_keeps_low_precision_dtype(name):
 
 # =========================================================================== names
 
+
 def test_names_all_and_by_kind():
     window = wa.names("window")
     elementwise = wa.names("elementwise")
@@ -252,7 +253,13 @@ def test_unknown_activation_lists_every_registered_name():
 
 @pytest.mark.parametrize(
     "name,param",
-    [("nelu", "threshold"), ("relu", "window"), ("max", "influence"), ("softmax_threshold", "influence"), ("gelu", "alpha")],
+    [
+        ("nelu", "threshold"),
+        ("relu", "window"),
+        ("max", "influence"),
+        ("softmax_threshold", "influence"),
+        ("gelu", "alpha"),
+    ],
 )
 def test_get_unknown_parameter(name, param):
     with pytest.raises((TypeError, ValueError)) as excinfo:

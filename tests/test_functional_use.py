@@ -8,7 +8,7 @@ dense features (rank 2). The layers with learned parameters (`PReLU`, `FReLU`,
 """
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import chex
 import flax.linen as nn

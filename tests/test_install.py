@@ -39,7 +39,15 @@ def _requirement_name(requirement: str) -> str:
 def test_the_core_needs_only_the_library_packages():
     core = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     assert core == {
-        "jax", "flax", "optax", "chex", "orbax-checkpoint", "numpy", "tqdm", "scikit-learn", "pillow",
+        "jax",
+        "flax",
+        "optax",
+        "chex",
+        "orbax-checkpoint",
+        "numpy",
+        "tqdm",
+        "scikit-learn",
+        "pillow",
     }
 
 
@@ -89,8 +97,7 @@ def test_require_of_a_missing_package_is_one_line_naming_the_extra():
         extras.require("winact_no_such_package", "tfds", "the cifar100 dataset")
     message = str(caught.value)
     assert message == (
-        'winact_no_such_package, needed for the cifar100 dataset, is not installed: '
-        'pip install "winact-jax[tfds]"'
+        'winact_no_such_package, needed for the cifar100 dataset, is not installed: pip install "winact-jax[tfds]"'
     )
     assert "\n" not in message and isinstance(caught.value, ImportError)
     assert caught.value.name == "winact_no_such_package"
@@ -171,7 +178,11 @@ def test_the_core_alone_trains_digits_and_each_extra_is_named_when_missing(tmp_p
     completed = subprocess.run(
         # -S: no site-packages but `site_dir`; the checkout comes first as the cwd.
         [sys.executable, "-S", "-c", CORE_ONLY, str(site_dir), str(out), ",".join(EXTRA_MODULES)],
-        cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -197,13 +208,28 @@ def test_a_dataset_whose_extra_is_missing_is_one_line_and_exit_status_2(tmp_path
     site_dir = _site_packages_without(EXTRA_MODULES, tmp_path / "site-packages")
     script = "import site, sys; site.addsitedir(sys.argv.pop(1)); from experiments import train; sys.exit(train.main())"
     completed = subprocess.run(
-        [sys.executable, "-S", "-c", script, str(site_dir), "--act=nelu", "--dataset=cifar10",
-         "--workdir", str(tmp_path / "run")],
-        cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            script,
+            str(site_dir),
+            "--act=nelu",
+            "--dataset=cifar10",
+            "--workdir",
+            str(tmp_path / "run"),
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines()[-1].endswith(
-        'error: tensorflow, needed for the TFDS datasets, is not installed: pip install "winact-jax[tfds]"'
+    assert (
+        completed.stderr.strip()
+        .splitlines()[-1]
+        .endswith('error: tensorflow, needed for the TFDS datasets, is not installed: pip install "winact-jax[tfds]"')
     )
     assert "Traceback" not in completed.stderr
 

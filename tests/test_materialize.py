@@ -14,8 +14,8 @@ from flax import nnx
 
 import winact_jax
 from winact_jax import models
-from winact_jax.models import activation as activation_module
 from winact_jax.backends import materialize
+from winact_jax.models import activation as activation_module
 
 SPECIAL = [-0.0, 0.0, 1.5, -2.25, 3.0e38, -1.0e-30, np.inf, -np.inf, np.nan]
 

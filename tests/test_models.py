@@ -120,7 +120,7 @@ def test_forward_at_batch_1(name):
 def test_resnet_depths_match_he_et_al():
     # He et al., table 6: ResNet-20 has 0.27M parameters, ResNet-56 0.85M.
     for name, blocks, params in [("resnet20", 9, 0.27e6), ("resnet38", 18, 0.56e6), ("resnet56", 27, 0.85e6)]:
-        model = nnx.eval_shape(lambda: models.create(name, NUM_CLASSES, rngs=nnx.Rngs(0)))
+        model = nnx.eval_shape(lambda name=name: models.create(name, NUM_CLASSES, rngs=nnx.Rngs(0)))
         assert len(model.blocks) == blocks
         count = sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
         assert abs(count - params) < 0.01e6, (name, count)
@@ -260,7 +260,9 @@ def test_bad_placement():
 
 def test_act_by_name_with_params():
     model = nnx.eval_shape(
-        lambda: models.create("resnet38", NUM_CLASSES, "nelu", act_params={"window": 2, "influence": 0.5}, rngs=nnx.Rngs(0))
+        lambda: models.create(
+            "resnet38", NUM_CLASSES, "nelu", act_params={"window": 2, "influence": 0.5}, rngs=nnx.Rngs(0)
+        )
     )
     assert model.stem_act.function == wa.get("nelu", window=2, influence=0.5)
     assert model.blocks[-1].act1.function == wa.get("nelu", window=2, influence=0.5)
@@ -379,7 +381,9 @@ def parameter_count(model):
 
 def test_parametric_layers_add_their_parameters_per_channel_per_site():
     def count(act, **kw):
-        return parameter_count(nnx.eval_shape(lambda: models.create("resnet20", NUM_CLASSES, act, rngs=nnx.Rngs(0), **kw)))
+        return parameter_count(
+            nnx.eval_shape(lambda: models.create("resnet20", NUM_CLASSES, act, rngs=nnx.Rngs(0), **kw))
+        )
 
     relu = count("relu")
     assert relu == 269_722  # He et al.'s ResNet-20 (0.27M), as in round 1
@@ -398,11 +402,17 @@ def test_parametric_layers_add_their_parameters_per_channel_per_site():
 
 def test_prelu_and_learned_influence_start_where_configured():
     model = models.create("lenet", NUM_CLASSES, "prelu", act_params={"slope": 0.1, "window": 4}, rngs=nnx.Rngs(0))
-    for path, layer in activation_layers(model).items():
+    for layer in activation_layers(model).values():
         chex.assert_trees_all_equal(layer.slope[...], jnp.full((layer.channels,), 0.1, jnp.float32))
-    model = models.create("lenet", NUM_CLASSES, "excitator", act_params={"influence": 0.4, "mode": "centered"},
-                          learn_influence=True, rngs=nnx.Rngs(0))
-    for path, layer in activation_layers(model).items():
+    model = models.create(
+        "lenet",
+        NUM_CLASSES,
+        "excitator",
+        act_params={"influence": 0.4, "mode": "centered"},
+        learn_influence=True,
+        rngs=nnx.Rngs(0),
+    )
+    for layer in activation_layers(model).values():
         assert layer.activation == wa.get("excitator", mode="centered")
         chex.assert_trees_all_close(layer.influence, jnp.full((layer.channels,), 0.4), rtol=1e-6)
 
@@ -523,7 +533,9 @@ def test_main_prints_every_model():
 
 
 def test_main_counts_the_parameters_of_an_activation_layer():
-    result = subprocess.run([sys.executable, "-m", "winact_jax.models", "--act", "frelu"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "winact_jax.models", "--act", "frelu"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     (lenet,) = [line for line in result.stdout.splitlines() if line.startswith("lenet")]
     # Four sites of 6, 16, 120 and 84 channels, each with a 3x3 kernel, a scale and a bias.

@@ -36,10 +36,23 @@ def test_two_processes_end_with_identical_parameters(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "experiments.train", *FLAGS, f"--workdir={tmp_path / 'run'}",
-             f"--dump-params={tmp_path / 'params'}", "--coordinator", f"127.0.0.1:{port}",
-             "--num-processes=2", f"--process-id={index}"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "experiments.train",
+                *FLAGS,
+                f"--workdir={tmp_path / 'run'}",
+                f"--dump-params={tmp_path / 'params'}",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes=2",
+                f"--process-id={index}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for index in range(2)
     ]

@@ -24,14 +24,17 @@ PROBE = textwrap.dedent(
 
 def test_import_winact_jax_does_not_import_tensorflow():
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     # the package under test, with everything its __init__ imports, was loaded ...
     assert pathlib.Path(report["file"]).resolve().is_relative_to(ROOT / "winact_jax"), report
-    for module in ("winact_jax.windows", "winact_jax.window_activations", "winact_jax.elementwise", "winact_jax.registry"):
+    for module in (
+        "winact_jax.windows",
+        "winact_jax.window_activations",
+        "winact_jax.elementwise",
+        "winact_jax.registry",
+    ):
         assert module in report["loaded"], report
     # ... and TensorFlow was not.
     assert report["tensorflow"] == [], report

@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 from jax.test_util import check_grads
 
-import reference as ref
 import winact_jax as wa
 from winact_jax import parametric
 
@@ -32,8 +32,9 @@ def test_doctests():
 def test_prelu_hand_worked():
     x = jnp.asarray([[-2.0, 0.0, 3.0], [-4.0, -1.0, 0.5]])
     np.testing.assert_array_equal(np.asarray(wa.prelu(x)), [[-0.5, 0.0, 3.0], [-1.0, -0.25, 0.5]])
-    np.testing.assert_array_equal(np.asarray(wa.prelu(x, slope=jnp.asarray([0.0, 2.0, -1.0]))),
-                                  [[0.0, 0.0, 3.0], [0.0, -2.0, 0.5]])
+    np.testing.assert_array_equal(
+        np.asarray(wa.prelu(x, slope=jnp.asarray([0.0, 2.0, -1.0]))), [[0.0, 0.0, 3.0], [0.0, -2.0, 0.5]]
+    )
 
 
 @pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4), (2, 3, 3, 4), (1, 2, 3, 2, 4)])
@@ -95,9 +96,11 @@ def test_prelu_bad_x():
 
 def _frelu_params(k_h, k_w, channels, seed):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(k_h, k_w, channels)).astype(np.float32),
-            rng.uniform(0.5, 1.5, size=channels).astype(np.float32),
-            rng.normal(size=channels).astype(np.float32))
+    return (
+        rng.normal(size=(k_h, k_w, channels)).astype(np.float32),
+        rng.uniform(0.5, 1.5, size=channels).astype(np.float32),
+        rng.normal(size=channels).astype(np.float32),
+    )
 
 
 @pytest.mark.parametrize("k_h,k_w", [(3, 3), (2, 2), (1, 1), (5, 3)])
@@ -134,8 +137,9 @@ def test_frelu_low_precision(dtype):
     kernel, scale, bias = _frelu_params(3, 3, 2, seed=9)
     y = wa.frelu(x, kernel, scale, bias)
     assert y.dtype == dtype
-    np.testing.assert_allclose(np.asarray(y, np.float32), ref.frelu(np.asarray(x, np.float32), kernel, scale, bias),
-                               rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(
+        np.asarray(y, np.float32), ref.frelu(np.asarray(x, np.float32), kernel, scale, bias), rtol=2e-2, atol=2e-2
+    )
 
 
 @pytest.mark.parametrize(
@@ -152,8 +156,7 @@ def test_frelu_low_precision(dtype):
     ],
 )
 def test_frelu_bad_input(change, error, parts):
-    args = dict(x=np.zeros((1, 4, 4, 3), np.float32), kernel=np.zeros((3, 3, 3)), scale=np.ones(3),
-                bias=np.zeros(3))
+    args = dict(x=np.zeros((1, 4, 4, 3), np.float32), kernel=np.zeros((3, 3, 3)), scale=np.ones(3), bias=np.zeros(3))
     args.update(change)
     with pytest.raises(error) as excinfo:
         wa.frelu(args["x"], args["kernel"], args["scale"], args["bias"])
@@ -171,5 +174,9 @@ def test_frelu_large_kernels_take_the_convolution(monkeypatch):
     conv = jax.value_and_grad(lambda k: jnp.sum(wa.frelu(jnp.asarray(x), k, scale, bias) ** 2))(kernel)
     np.testing.assert_allclose(float(conv[0]), float(taps[0]), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(conv[1]), np.asarray(taps[1]), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(wa.frelu(jnp.asarray(x), kernel, scale, bias)),
-                               ref.frelu(x, kernel, scale, bias), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(wa.frelu(jnp.asarray(x), kernel, scale, bias)),
+        ref.frelu(x, kernel, scale, bias),
+        rtol=1e-5,
+        atol=1e-5,
+    )

@@ -24,7 +24,9 @@ def expanded():
 
 def test_sweep_offers_every_preset_of_this_module():
     assert set(presets_seed.presets()) <= set(sweep.PRESETS)
-    assert set(SMALL + FULL + ("mnist5k-table", "mnist5k-table-resnet20", "mnist5k-table-resnet38")) == set(presets_seed.presets())
+    assert set(SMALL + FULL + ("mnist5k-table", "mnist5k-table-resnet20", "mnist5k-table-resnet38")) == set(
+        presets_seed.presets()
+    )
 
 
 def test_run_directories_are_distinct_within_each_preset(expanded):
@@ -56,7 +58,10 @@ def test_mnist5k_table_has_every_activation_tiled_and_centered(expanded):
     assert set(windowed.values()) == {3}  # three seeds each
     assert all(c.window is None and c.window_mode is None for c in configs if c.act in baselines)
     # the ResNet versions are the same grid on ResNet-20 and on ResNet-38 (a GPU job)
-    for name, model in (("mnist5k-table-resnet20", ("resnet20", 1.0, 7)), ("mnist5k-table-resnet38", ("resnet38", 1.0, 10))):
+    for name, model in (
+        ("mnist5k-table-resnet20", ("resnet20", 1.0, 7)),
+        ("mnist5k-table-resnet38", ("resnet38", 1.0, 10)),
+    ):
         resnet = expanded[name]
         assert {(c.model, c.width, c.epochs) for c in resnet} == {model}
         assert [(c.act, c.window, c.window_mode, c.seed) for c in resnet] == [
@@ -116,8 +121,12 @@ def test_small_preset_trains_end_to_end(name, tmp_path):
     """A cut of each `-small` preset through `sweep.execute`, as `--preset NAME` runs
     it: the first and last value of the setting it studies, 64 examples, 1 epoch."""
     configs = sweep.expand(presets_seed.presets()[name], tmp_path)
-    studied = {"stl10-bn-small": "normalization", "lenet-grid-small": "learning_rate",
-               "label-noise-small": "label_noise", "triangular-lr-small": "schedule"}[name]
+    studied = {
+        "stl10-bn-small": "normalization",
+        "lenet-grid-small": "learning_rate",
+        "label-noise-small": "label_noise",
+        "triangular-lr-small": "schedule",
+    }[name]
     first_act, first_seed = configs[0].act, configs[0].seed
     chosen = {}
     for config in configs:

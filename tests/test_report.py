@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,31 +18,69 @@ from winact_jax.train.run_dir import RunDirectory, Status, Summary
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fabricate_run(root: Path, dataset: str, act: str, seed: int, status: str | None, test_accuracy, *,
-                  window: int = 4, curve=(0.5, 0.7, 0.8), train_time_s: float = 0.0, test_time_s=None,
-                  num_classes=None, statistics=None, **config) -> Path:
+def fabricate_run(
+    root: Path,
+    dataset: str,
+    act: str,
+    seed: int,
+    status: str | None,
+    test_accuracy,
+    *,
+    window: int = 4,
+    curve=(0.5, 0.7, 0.8),
+    train_time_s: float = 0.0,
+    test_time_s=None,
+    num_classes=None,
+    statistics=None,
+    **config,
+) -> Path:
     """A run directory written by the training loop's own writer (`RunDirectory`):
     config, per-epoch metrics (with `statistics`, a metrics dict, in the last
     epoch's record), summary (none while `status` is None)."""
     directory = root / f"{dataset}-seed_backbone-{act}-w{window}-s{seed}"
-    settings = {"act": act, "dataset": dataset, "model": "seed_backbone", "seed": seed, "window": window,
-                "influence": 0.1, "threshold": 0.25, "learning_rate": 1e-4, "batch_size": 64, **config}
+    settings = {
+        "act": act,
+        "dataset": dataset,
+        "model": "seed_backbone",
+        "seed": seed,
+        "window": window,
+        "influence": 0.1,
+        "threshold": 0.25,
+        "learning_rate": 1e-4,
+        "batch_size": 64,
+        **config,
+    }
     run_dir = RunDirectory(directory, writer=True)
     run_dir.path.mkdir(parents=True)  # no lock: the report must see a finished run
     (directory / "config.json").write_text(json.dumps({"config": settings, "versions": {"jax": "x"}}))
     for epoch, accuracy in enumerate(curve, start=1):
-        record = {"epoch": epoch, "train_loss": 2.0 / epoch, "train_accuracy": accuracy,
-                  "val_loss": 2.5 / epoch, "val_accuracy": accuracy - 0.05}
+        record = {
+            "epoch": epoch,
+            "train_loss": 2.0 / epoch,
+            "train_accuracy": accuracy,
+            "val_loss": 2.5 / epoch,
+            "val_accuracy": accuracy - 0.05,
+        }
         if statistics is not None and epoch == len(curve):
             record.update(statistics)
         run_dir.log_epoch(record)
     run_dir.close()
     if status is not None:
-        run_dir.write_summary(Summary(
-            status=Status(status), test_accuracy=test_accuracy, best_val_accuracy=0.75,
-            epochs_completed=len(curve), activation=act, dataset=dataset, model="seed_backbone", seed=seed,
-            train_time_s=train_time_s, test_time_s=test_time_s, num_classes=num_classes,
-        ))
+        run_dir.write_summary(
+            Summary(
+                status=Status(status),
+                test_accuracy=test_accuracy,
+                best_val_accuracy=0.75,
+                epochs_completed=len(curve),
+                activation=act,
+                dataset=dataset,
+                model="seed_backbone",
+                seed=seed,
+                train_time_s=train_time_s,
+                test_time_s=test_time_s,
+                num_classes=num_classes,
+            )
+        )
     return directory
 
 
@@ -87,8 +125,10 @@ def test_markdown_and_csv_files(runs, tmp_path):
 
     markdown = (out / "cifar100.md").read_text()
     lines = [line for line in markdown.splitlines() if line.startswith("| ")]
-    assert lines[0] == ("| activation | test accuracy (%, non-null runs) | runs | null runs | unfinished | "
-                        "train time (s) | test time (s) | seed paper (%) |")
+    assert lines[0] == (
+        "| activation | test accuracy (%, non-null runs) | runs | null runs | unfinished | "
+        "train time (s) | test time (s) | seed paper (%) |"
+    )
     # sorted by mean accuracy, best first; no run recorded a test time
     assert lines[1] == "| excitator | 48.00 ± 2.83 | 2 | 1 (1 diverged) | 0 | 0.0 | - | 47.37 |"
     assert lines[2] == "| relu | 42.00 ± 2.00 | 3 | 0 | 0 | 0.0 | - | 40.30 |"
@@ -114,8 +154,12 @@ def test_plots_are_png_files(runs, tmp_path):
     assert not any("statistics" in name or "dead_fraction" in name for name in written)
     out = tmp_path / "report"
     report.write_report(report.find_runs(runs), out)
-    for name in ["cifar100_val_accuracy.png", "cifar100_train_loss.png", "cifar100_test_accuracy.png",
-                 "digits_test_accuracy.png"]:
+    for name in [
+        "cifar100_val_accuracy.png",
+        "cifar100_train_loss.png",
+        "cifar100_test_accuracy.png",
+        "digits_test_accuracy.png",
+    ]:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC), name
         assert len(data) > 5000, name  # a drawn figure, not an empty canvas
@@ -175,8 +219,9 @@ def test_a_run_killed_while_running_is_unfinished(tmp_path):
     directory = fabricate_run(tmp_path, "digits", "relu", 0, "running", None)
     (run,) = report.find_runs(tmp_path)
     assert run.status == "interrupted" and not run.finished  # no live process holds its lock
-    (directory / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                                    "started": "now"}))
+    (directory / "run.lock").write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"})
+    )
     (run,) = report.find_runs(tmp_path)
     assert run.status == "running"
     (row,) = report.table_rows([run])
@@ -235,8 +280,10 @@ def test_chance_uses_the_summarys_num_classes_and_never_guesses_an_unknown_datas
 def _layer_statistics(zero: dict[str, float], dead: dict[str, float], influences=None) -> dict[str, float]:
     """A metrics record's statistics keys, made by the training loop's own `flatten_statistics`."""
     return flatten_statistics(
-        {layer: {"zero_fraction": zero[layer], "dead_fraction": dead[layer], "mean": 0.5, "max": 2.0}
-         for layer in zero},
+        {
+            layer: {"zero_fraction": zero[layer], "dead_fraction": dead[layer], "mean": 0.5, "max": 2.0}
+            for layer in zero
+        },
         influences,
     )
 
@@ -250,12 +297,22 @@ def test_activation_statistics_table_and_per_layer_plots(tmp_path):
     ]
     for seed, statistics in enumerate(relu_runs):
         fabricate_run(root, "digits", "relu", seed, "completed", 0.9, statistics=statistics)
-    nelu = _layer_statistics(dict(zip(layers, [0.1, 0.2, 0.3])), dict(zip(layers, [0.0, 0.0, 0.0])),
-                             {"conv1_act": np.array([0.1, 0.3]), "fc1_act": np.array([0.5])})
+    nelu = _layer_statistics(
+        dict(zip(layers, [0.1, 0.2, 0.3])),
+        dict(zip(layers, [0.0, 0.0, 0.0])),
+        {"conv1_act": np.array([0.1, 0.3]), "fc1_act": np.array([0.5])},
+    )
     fabricate_run(root, "digits", "nelu", 0, "completed", 0.95, statistics=nelu)
     # a diverged run's statistics, and a run without any, are left out
-    fabricate_run(root, "digits", "nelu", 1, "diverged", None, statistics=_layer_statistics(
-        dict(zip(layers, [1.0] * 3)), dict(zip(layers, [1.0] * 3))))
+    fabricate_run(
+        root,
+        "digits",
+        "nelu",
+        1,
+        "diverged",
+        None,
+        statistics=_layer_statistics(dict(zip(layers, [1.0] * 3)), dict(zip(layers, [1.0] * 3))),
+    )
     fabricate_run(root, "digits", "mish", 0, "completed", 0.8)
 
     rows = report.table_rows(report.find_runs(root))
@@ -275,11 +332,14 @@ def test_activation_statistics_table_and_per_layer_plots(tmp_path):
 
     out = tmp_path / "report"
     written = {p.name for p in report.write_report(report.find_runs(root), out)}
-    assert {"digits_statistics.md", "digits_statistics.csv", "digits_dead_fraction.png",
-            "digits_influence.png"} <= written
+    assert {
+        "digits_statistics.md",
+        "digits_statistics.csv",
+        "digits_dead_fraction.png",
+        "digits_influence.png",
+    } <= written
     lines = [line for line in (out / "digits_statistics.md").read_text().splitlines() if line.startswith("| ")]
-    assert lines[0] == ("| activation | runs | mean zero fraction | mean dead fraction | "
-                        "learned influence (mean) |")
+    assert lines[0] == ("| activation | runs | mean zero fraction | mean dead fraction | learned influence (mean) |")
     assert lines[1:] == ["| nelu | 1 | 0.200 | 0.000 | 0.3500 |", "| relu | 2 | 0.500 | 0.292 | - |"]
     with open(out / "digits_statistics.csv") as f:
         table = {row["activation"]: row for row in csv.DictReader(f)}
@@ -297,10 +357,19 @@ def test_layers_are_in_model_order_not_the_logged_alphabetical_one(tmp_path):
     forward = ["stem_act", "blocks.0.act1", "blocks.2.act1", "blocks.10.act1"]
     assert sorted(logged, key=report.layer_order) == forward
     assert sorted(["fc2_act", "fc1_act", "conv2_act", "conv1_act"], key=report.layer_order) == [
-        "conv1_act", "conv2_act", "fc1_act", "fc2_act"]
+        "conv1_act",
+        "conv2_act",
+        "fc1_act",
+        "fc2_act",
+    ]
     dead = dict(zip(logged, [0.1, 0.2, 0.3, 0.4]))
-    fabricate_run(tmp_path, "digits", "relu", 0, "completed", 0.9,
-                  statistics=_layer_statistics(dict.fromkeys(logged, 0.5), dead))
+    fabricate_run(
+        tmp_path, "digits", "relu", 0, "completed", 0.9, statistics=_layer_statistics(dict.fromkeys(logged, 0.5), dead)
+    )
     (row,) = report.statistics_rows(report.table_rows(report.find_runs(tmp_path)))
-    assert list(row.dead_per_layer.items()) == [("stem_act", 0.4), ("blocks.0.act1", 0.1), ("blocks.2.act1", 0.3),
-                                                ("blocks.10.act1", 0.2)]
+    assert list(row.dead_per_layer.items()) == [
+        ("stem_act", 0.4),
+        ("blocks.0.act1", 0.1),
+        ("blocks.2.act1", 0.3),
+        ("blocks.10.act1", 0.2),
+    ]

@@ -76,8 +76,9 @@ def epochs_of(workdir: pathlib.Path) -> list[int]:
 def test_a_second_run_on_a_busy_workdir_exits_3_and_touches_nothing(tmp_path):
     workdir = tmp_path / "run"
     command = [sys.executable, "-m", "experiments.train", *TINY, f"--workdir={workdir}"]
-    first = subprocess.Popen([*command, "--epochs=1000"], cwd=ROOT, env=ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [*command, "--epochs=1000"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 180
         while not (workdir / "metrics.jsonl").exists():  # the first is training
@@ -86,8 +87,9 @@ def test_a_second_run_on_a_busy_workdir_exits_3_and_touches_nothing(tmp_path):
         holder = json.loads((workdir / LOCK).read_text())
         assert (holder["pid"], holder["host"]) == (first.pid, socket.gethostname())
 
-        second = subprocess.run([*command, "--epochs=1000"], cwd=ROOT, env=ENV,
-                                capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [*command, "--epochs=1000"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
+        )
         assert second.returncode == ExitCode.WORKDIR_BUSY == 3, second.stderr
         line = one_error_line(second.stderr)
         assert f"is in use by another run (pid {first.pid} on {socket.gethostname()}, started " in line
@@ -199,9 +201,20 @@ def test_an_unprepared_tfds_dataset_offline_fails_in_seconds_with_what_to_place_
     data_dir = tmp_path / "tfds"
     # A hang guard, not a timing claim: TFDS's own retries took 212 s here.
     finished = subprocess.run(
-        [sys.executable, "-c", OFFLINE, *TINY, "--dataset=cifar100", f"--data-dir={data_dir}",
-         f"--workdir={tmp_path / 'run'}"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            OFFLINE,
+            *TINY,
+            "--dataset=cifar100",
+            f"--data-dir={data_dir}",
+            f"--workdir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert finished.returncode == ExitCode.BAD_CONFIG, finished.stderr
     assert "Traceback" not in finished.stderr and "Retrying" not in finished.stderr
@@ -343,9 +356,9 @@ def test_a_directory_that_holds_no_run_is_refused(tmp_path, capsys, overwrite):
 
 
 def test_an_empty_directory_and_a_killed_runs_leftovers_are_fine():
-    from winact_jax.train.run_dir import check_workdir
-
     import tempfile
+
+    from winact_jax.train.run_dir import check_workdir
 
     with tempfile.TemporaryDirectory() as empty:
         check_workdir(empty)

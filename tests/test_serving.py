@@ -61,10 +61,7 @@ def test_epoch_batches_are_a_seeded_permutation_without_the_tail(mesh):
     other_seed = np.asarray(wd.epoch_batches(4, 0, 50, 8)).ravel()
     assert not np.array_equal(drawn, next_epoch) and not np.array_equal(drawn, other_seed)
     # The dropped examples change from epoch to epoch, so none is left out for good.
-    dropped = [
-        frozenset(range(50)) - set(np.asarray(wd.epoch_batches(3, epoch, 50, 8)).ravel())
-        for epoch in range(20)
-    ]
+    dropped = [frozenset(range(50)) - set(np.asarray(wd.epoch_batches(3, epoch, 50, 8)).ravel()) for epoch in range(20)]
     assert len(set(dropped)) > 1 and frozenset().union(*dropped) != frozenset()
 
 
@@ -110,9 +107,7 @@ def test_gather_batch_in_jit_is_sharded_along_data(mesh, small_split):
 def _crops_and_flips(image, padding, fill_value):
     """Every output `augment` may give for `image`."""
     height, width = image.shape[:2]
-    padded = np.pad(
-        image, ((padding, padding), (padding, padding), (0, 0)), constant_values=fill_value
-    )
+    padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)), constant_values=fill_value)
     for top in range(2 * padding + 1):
         for left in range(2 * padding + 1):
             crop = padded[top : top + height, left : left + width]
@@ -130,11 +125,7 @@ def test_augment_crops_the_padded_image_and_flips_it(mesh):
 
     transforms = []
     for image, output in zip(images, augmented, strict=True):
-        matches = [
-            t
-            for t, candidate in _crops_and_flips(image, 4, 0.0)
-            if np.array_equal(candidate, output)
-        ]
+        matches = [t for t, candidate in _crops_and_flips(image, 4, 0.0) if np.array_equal(candidate, output)]
         assert matches, "output is not a 4-pixel-padded crop of its input, flipped or not"
         transforms.append(matches[0])
     # Per-example randomness: offsets spread over the range, both flips occur.

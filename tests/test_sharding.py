@@ -63,7 +63,7 @@ def test_put_with_batch_sharding_gives_each_device_its_rows():
     rows = sorted((shard.index[0].start, np.asarray(shard.data)) for shard in array.addressable_shards)
     assert [start for start, _ in rows] == [0, 2, 4, 6]
     for start, data in rows:
-        np.testing.assert_array_equal(data, host[start:start + 2])
+        np.testing.assert_array_equal(data, host[start : start + 2])
     np.testing.assert_array_equal(np.asarray(array), host)
 
 
@@ -79,4 +79,3 @@ def test_a_mesh_without_the_data_axis_is_refused_by_name():
     mesh = Mesh(np.array(jax.devices()), ("model",))
     with pytest.raises(ValueError, match=r"the mesh has no 'data' axis \(axes: \('model',\)\)"):
         sharding.check_batch_divisible(4, mesh)
-

@@ -157,8 +157,9 @@ def test_every_activation_layer_of_every_model_has_statistics(name):
 
 
 def test_resnet_layer_names_and_jit():
-    model = models.create("resnet20", 10, "nelu", act_params={"window": 2}, learn_influence=True,
-                          width=0.25, rngs=nnx.Rngs(0))
+    model = models.create(
+        "resnet20", 10, "nelu", act_params={"window": 2}, learn_influence=True, width=0.25, rngs=nnx.Rngs(0)
+    )
     model.eval()
     x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 8, 8, 3)), jnp.float32)
     eager = activation_statistics(model, x)
@@ -174,11 +175,15 @@ def test_resnet_layer_names_and_jit():
 
 
 def test_learned_influences():
-    model = models.create("lenet", 10, "pnelu", act_params={"influence": 0.3}, learn_influence=True,
-                          image_size=16, rngs=nnx.Rngs(0))
+    model = models.create(
+        "lenet", 10, "pnelu", act_params={"influence": 0.3}, learn_influence=True, image_size=16, rngs=nnx.Rngs(0)
+    )
     influences = learned_influences(model)
     assert {k: v.shape for k, v in influences.items()} == {
-        "conv1_act": (6,), "conv2_act": (16,), "fc1_act": (120,), "fc2_act": (84,)
+        "conv1_act": (6,),
+        "conv2_act": (16,),
+        "fc1_act": (120,),
+        "fc2_act": (84,),
     }
     for value in influences.values():
         chex.assert_trees_all_close(value, jnp.full(value.shape, 0.3), rtol=1e-6)
@@ -187,8 +192,12 @@ def test_learned_influences():
 
 def test_flatten_statistics():
     stats = {
-        "stem_act": {"zero_fraction": jnp.float32(0.5), "dead_fraction": jnp.float32(0.25),
-                     "mean": jnp.float32(1.5), "max": jnp.float32(3.0)},
+        "stem_act": {
+            "zero_fraction": jnp.float32(0.5),
+            "dead_fraction": jnp.float32(0.25),
+            "mean": jnp.float32(1.5),
+            "max": jnp.float32(3.0),
+        },
         "blocks.0.act1": {"zero_fraction": 0.25, "dead_fraction": 0.0, "mean": 2.0, "max": 4.0},
     }
     flat = flatten_statistics(stats, {"stem_act": jnp.array([0.1, 0.3])})
@@ -252,8 +261,16 @@ def test_training_logs_the_statistics_every_epoch(tmp_path):
 
     from winact_jax.train import TrainConfig, train_and_evaluate
 
-    config = TrainConfig(act="nelu", model="lenet", learn_influence=True, window_mode="centered",
-                         limit_train=128, epochs=2, progress=False, workdir=str(tmp_path / "run"))
+    config = TrainConfig(
+        act="nelu",
+        model="lenet",
+        learn_influence=True,
+        window_mode="centered",
+        limit_train=128,
+        epochs=2,
+        progress=False,
+        workdir=str(tmp_path / "run"),
+    )
     result = train_and_evaluate(config)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2

@@ -44,7 +44,12 @@ def test_parameter_counts_are_stable_and_match_the_layout(normalization, count):
     convs = [layer.conv for layer in model.layers]
     assert len(convs) == 6
     assert [c.kernel.shape for c in convs] == [
-        (3, 3, 3, 32), (3, 3, 32, 32), (3, 3, 32, 64), (3, 3, 64, 64), (3, 3, 64, 128), (3, 3, 128, 128),
+        (3, 3, 3, 32),
+        (3, 3, 32, 32),
+        (3, 3, 32, 64),
+        (3, 3, 64, 64),
+        (3, 3, 64, 128),
+        (3, 3, 128, 128),
     ]
     assert all((c.bias is None) == (normalization == "batch") for c in convs)
     assert all(c.strides in (1, (1, 1)) and c.padding == "SAME" for c in convs)
@@ -99,12 +104,17 @@ def test_bad_normalization_names_the_value():
 
 @pytest.mark.parametrize(
     ("act", "normalization"),
-    [("relu", "none"), ("gelu", "none"), ("mish", "batch"), ("nelu", "none"), ("excitator", "batch"),
-     ("softmax_threshold", "none")],
+    [
+        ("relu", "none"),
+        ("gelu", "none"),
+        ("mish", "batch"),
+        ("nelu", "none"),
+        ("excitator", "batch"),
+        ("softmax_threshold", "none"),
+    ],
 )
 def test_any_activation_trains_under_jit(act, normalization):
-    model = StlNet(10, act, width=0.125, normalization=normalization, act_params={"window": 2},
-                   rngs=nnx.Rngs(0))
+    model = StlNet(10, act, width=0.125, normalization=normalization, act_params={"window": 2}, rngs=nnx.Rngs(0))
     x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 3))
     labels = jnp.array([0, 1, 2, 3])
 
@@ -121,8 +131,11 @@ def test_any_activation_trains_under_jit(act, normalization):
     leaves = jax.tree.leaves(grads)
     assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     # every convolution gets a gradient: nothing is cut off
-    kernels = [g for path, g in jax.tree_util.tree_leaves_with_path(grads)
-               if "conv" in jax.tree_util.keystr(path) and "kernel" in jax.tree_util.keystr(path)]
+    kernels = [
+        g
+        for path, g in jax.tree_util.tree_leaves_with_path(grads)
+        if "conv" in jax.tree_util.keystr(path) and "kernel" in jax.tree_util.keystr(path)
+    ]
     assert len(kernels) == 6 and all(float(jnp.abs(g).sum()) > 0 for g in kernels)
 
 

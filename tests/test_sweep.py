@@ -38,8 +38,13 @@ def test_paper_table1_is_the_papers_grid(tmp_path):
 
 
 def test_parameters_vary_only_for_activations_that_take_them(tmp_path):
-    grid = sweep.Grid(acts=("relu", "nelu", "softmax_threshold"), datasets=("digits",), seeds=(0, 1),
-                      windows=(2, 4), influences=(0.1, 0.5))
+    grid = sweep.Grid(
+        acts=("relu", "nelu", "softmax_threshold"),
+        datasets=("digits",),
+        seeds=(0, 1),
+        windows=(2, 4),
+        influences=(0.1, 0.5),
+    )
     configs = sweep.expand([grid], tmp_path)
     per_act = {act: [c for c in configs if c.act == act] for act in ("relu", "nelu", "softmax_threshold")}
     assert len(per_act["relu"]) == 2  # one per seed: relu takes no window and no influence
@@ -82,8 +87,22 @@ def test_dry_run_lists_runs_with_their_status(tmp_path, capsys):
     done.mkdir()
     (done / "config.json").write_text("{}")
     (done / "summary.json").write_text(json.dumps({"status": "completed"}))
-    assert sweep.main(["--acts", "relu,nelu", "--seeds", "0", "--model", "seed_backbone", "--runs-dir",
-                       str(tmp_path), "--dry-run"]) == 0
+    assert (
+        sweep.main(
+            [
+                "--acts",
+                "relu,nelu",
+                "--seeds",
+                "0",
+                "--model",
+                "seed_backbone",
+                "--runs-dir",
+                str(tmp_path),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 runs in" in out and "1 finished, 1 to run" in out
     assert f"completed   {done}" in out
@@ -92,8 +111,13 @@ def test_dry_run_lists_runs_with_their_status(tmp_path, capsys):
 
 def _tiny_grid(**settings) -> sweep.Grid:
     base = {"model": "lenet", "epochs": 1, "limit_train": 64, "progress": False}
-    return sweep.Grid(acts=("relu", "nelu"), datasets=("digits",), seeds=(0,), batch_sizes=(16,),
-                      settings=tuple({**base, **settings}.items()))
+    return sweep.Grid(
+        acts=("relu", "nelu"),
+        datasets=("digits",),
+        seeds=(0,),
+        batch_sizes=(16,),
+        settings=tuple({**base, **settings}.items()),
+    )
 
 
 def _summary(config) -> dict:
@@ -122,8 +146,25 @@ def test_sweep_stops_at_an_interrupt_resumes_and_skips_finished_runs(tmp_path, c
 
     # Now everything is finished: the command line trains nothing.
     assert all(sweep.run_status(c.workdir) == "completed" for c in configs)
-    assert sweep.main(["--acts", "relu,nelu", "--seeds", "0", "--model", "lenet", "--epochs", "1",
-                       "--batch-sizes", "16", "--runs-dir", str(tmp_path)]) == 0
+    assert (
+        sweep.main(
+            [
+                "--acts",
+                "relu,nelu",
+                "--seeds",
+                "0",
+                "--model",
+                "lenet",
+                "--epochs",
+                "1",
+                "--batch-sizes",
+                "16",
+                "--runs-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 runs in" in out and "2 finished, 0 to run" in out
     assert "0 runs trained (nothing to do), 2 already finished" in out
@@ -138,15 +179,25 @@ def test_grid_defaults_are_the_training_defaults(tmp_path):
 
 
 def test_new_axes_vary_only_where_they_apply(tmp_path):
-    grid = sweep.Grid(acts=("relu", "nelu"), datasets=("digits",), seeds=(0,), window_modes=("tiled", "centered"),
-                      learn_influences=(False, True), label_noises=(0.0, 0.16))
+    grid = sweep.Grid(
+        acts=("relu", "nelu"),
+        datasets=("digits",),
+        seeds=(0,),
+        window_modes=("tiled", "centered"),
+        learn_influences=(False, True),
+        label_noises=(0.0, 0.16),
+    )
     configs = sweep.expand([grid], tmp_path)
     relu = [c for c in configs if c.act == "relu"]
     nelu = [c for c in configs if c.act == "nelu"]
     assert len(relu) == 2 and {c.label_noise for c in relu} == {0.0, 0.16}
     assert len(nelu) == 2 * 2 * 2
     assert {(c.window_mode, c.learn_influence) for c in nelu} == {
-        ("tiled", False), ("tiled", True), ("centered", False), ("centered", True)}
+        ("tiled", False),
+        ("tiled", True),
+        ("centered", False),
+        ("centered", True),
+    }
     assert "digits-resnet38-nelu-mcentered-li1-n0.16-s0" in {Path(c.workdir).name for c in nelu}
 
 
@@ -163,8 +214,22 @@ def test_a_run_another_process_trains_now_is_left_to_it(tmp_path, capsys):
     (busy / "config.json").write_text("{}")
     (busy / "summary.json").write_text(json.dumps({"status": "running"}))
     (busy / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
-    assert sweep.main(["--acts", "relu,nelu", "--seeds", "0", "--model", "seed_backbone", "--runs-dir",
-                       str(tmp_path), "--dry-run"]) == 0
+    assert (
+        sweep.main(
+            [
+                "--acts",
+                "relu,nelu",
+                "--seeds",
+                "0",
+                "--model",
+                "seed_backbone",
+                "--runs-dir",
+                str(tmp_path),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "0 finished, 1 running elsewhere, 1 to run" in out
     assert f"running     {busy}" in out

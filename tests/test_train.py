@@ -17,8 +17,16 @@ import pytest
 
 import winact_jax.data
 from winact_jax.sharding import make_mesh, replicate, to_host
-from winact_jax.train import ConfigError, NotApplicableError, Status, TrainConfig, train_and_evaluate
-from winact_jax.train import loop, optim, steps
+from winact_jax.train import (
+    ConfigError,
+    NotApplicableError,
+    Status,
+    TrainConfig,
+    loop,
+    optim,
+    steps,
+    train_and_evaluate,
+)
 from winact_jax.train.config import default_epochs
 from winact_jax.train.loop import _training_split, divergence_reason
 from winact_jax.train.optim import make_optimizer, make_schedule
@@ -37,8 +45,7 @@ def digits():
 
 def tiny(tmp_path, name="run", **overrides) -> TrainConfig:
     """A config for a run of seconds: a tiny model, 256 training examples (4 steps an epoch)."""
-    settings = dict(act="relu", **TINY_RESNET, limit_train=256, epochs=2, progress=False,
-                    workdir=str(tmp_path / name))
+    settings = dict(act="relu", **TINY_RESNET, limit_train=256, epochs=2, progress=False, workdir=str(tmp_path / name))
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -160,8 +167,14 @@ def test_run_directory_holds_config_metrics_tensorboard_checkpoints_summary(tmp_
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
     for record in metrics:
-        assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                "epoch_seconds", "images_per_second"} <= set(record)
+        assert {
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "epoch_seconds",
+            "images_per_second",
+        } <= set(record)
     assert [m["val_accuracy"] is not None for m in metrics] == [False, True, False, True]
 
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -224,7 +237,12 @@ def test_config_defaults_are_the_papers():
     config = TrainConfig(act="nelu")
     assert (config.window, config.influence) == (4, 0.1)
     assert TrainConfig(act="softmax_threshold").threshold == 0.25
-    assert (config.optimizer, config.learning_rate, config.batch_size, config.schedule) == ("adam", 1e-4, 64, "constant")
+    assert (config.optimizer, config.learning_rate, config.batch_size, config.schedule) == (
+        "adam",
+        1e-4,
+        64,
+        "constant",
+    )
     assert (config.augment, config.precision, config.seed, config.model) == (False, "float32", 0, "resnet38")
     assert config.epochs == default_epochs("digits") == 10
     assert TrainConfig(act="nelu", dataset="cifar100").epochs == 50
@@ -274,15 +292,24 @@ def test_resume_compares_only_what_applies():
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "triangular"])
 def test_optimizers_and_schedules(optimizer, schedule):
     sgd = dict(nesterov=True) if optimizer == "sgd" else {}
-    config = TrainConfig(act="relu", optimizer=optimizer, schedule=schedule, learning_rate=0.1,
-                         weight_decay=1e-3, workdir="unused", **sgd)
+    config = TrainConfig(
+        act="relu",
+        optimizer=optimizer,
+        schedule=schedule,
+        learning_rate=0.1,
+        weight_decay=1e-3,
+        workdir="unused",
+        **sgd,
+    )
     learning_rate = make_schedule(config, total_steps=100, steps_per_epoch=10)
     if schedule == "constant":
         assert float(learning_rate(99)) == pytest.approx(0.1)
     elif schedule == "cosine":
         assert float(learning_rate(0)) == pytest.approx(0.1) and float(learning_rate(100)) == pytest.approx(0.0)
     elif schedule == "onecycle":
-        assert float(learning_rate(0)) < 0.1 and max(float(learning_rate(s)) for s in range(100)) == pytest.approx(0.1, rel=0.05)
+        assert float(learning_rate(0)) < 0.1 and max(float(learning_rate(s)) for s in range(100)) == pytest.approx(
+            0.1, rel=0.05
+        )
     else:  # a 4-epoch (40-step) cycle between 0.01 and 0.1
         values = [float(learning_rate(s)) for s in (0, 10, 20, 30, 40, 60)]
         assert values == pytest.approx([0.01, 0.055, 0.1, 0.055, 0.01, 0.1])
@@ -323,16 +350,30 @@ def test_doctests_pass(module):
 
 
 def test_window_options_and_a_learned_influence_reach_the_model_and_config_json(tmp_path):
-    config = tiny(tmp_path, act="nelu", model="lenet", width=None, learn_influence=True, window_mode="centered",
-                  window_over="channels", max_steps=2)
+    config = tiny(
+        tmp_path,
+        act="nelu",
+        model="lenet",
+        width=None,
+        learn_influence=True,
+        window_mode="centered",
+        window_over="channels",
+        max_steps=2,
+    )
     assert config.act_params == {"window": 4, "influence": 0.1, "mode": "centered", "over": "channels"}
     result = train_and_evaluate(config)
-    learned = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(result.state.params)
-               if "influence" in jax.tree_util.keystr(path)]
+    learned = [
+        jax.tree_util.keystr(path)
+        for path, _ in jax.tree_util.tree_leaves_with_path(result.state.params)
+        if "influence" in jax.tree_util.keystr(path)
+    ]
     assert learned, "the influence is a trained parameter"
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert (recorded["learn_influence"], recorded["window_mode"], recorded["window_over"]) == (
-        True, "centered", "channels")
+        True,
+        "centered",
+        "channels",
+    )
     # Resuming with another window mode is another run: refused.
     with pytest.raises(ConfigError, match="window_mode"):
         train_and_evaluate(dataclasses.replace(config, window_mode="tiled", max_steps=3))

@@ -3,6 +3,7 @@ the outputs of a run, and a real SIGINT / SIGTERM followed by a resumption."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -10,8 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-
-import dataclasses
 
 import pytest
 
@@ -35,12 +34,39 @@ def _help_text(capsys) -> str:
 
 def test_help_documents_every_flag_and_the_defaults(capsys):
     text = _help_text(capsys)
-    for flag in ("--act", "--window", "--influence", "--threshold", "--window-mode", "--window-over",
-                 "--learn-influence", "--placement", "--model", "--dataset", "--label-noise", "--epochs",
-                 "--batch-size", "--lr", "--optimizer", "--momentum", "--weight-decay", "--nesterov",
-                 "--schedule", "--cycle-epochs", "--augment", "--precision", "--seed", "--divergence-factor",
-                 "--max-loss", "--workdir", "--overwrite", "--eval-every", "--coordinator", "--num-processes",
-                 "--process-id"):
+    for flag in (
+        "--act",
+        "--window",
+        "--influence",
+        "--threshold",
+        "--window-mode",
+        "--window-over",
+        "--learn-influence",
+        "--placement",
+        "--model",
+        "--dataset",
+        "--label-noise",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--optimizer",
+        "--momentum",
+        "--weight-decay",
+        "--nesterov",
+        "--schedule",
+        "--cycle-epochs",
+        "--augment",
+        "--precision",
+        "--seed",
+        "--divergence-factor",
+        "--max-loss",
+        "--workdir",
+        "--overwrite",
+        "--eval-every",
+        "--coordinator",
+        "--num-processes",
+        "--process-id",
+    ):
         assert flag in text, flag
     flattened = " ".join(text.split())
     assert "default: 50, the paper's; 10 on digits" in flattened
@@ -131,8 +157,20 @@ def _wait_for_checkpoint(process, checkpoints: pathlib.Path, timeout: float = 18
 
 
 def test_a_triangular_schedule_and_label_noise_run_and_are_recorded(tmp_path):
-    assert cli.main(["--act=nelu", "--schedule=triangular", "--cycle-epochs=2", "--label-noise=0.2", "--epochs=2",
-                     *TINY, f"--workdir={tmp_path}"]) == 0
+    assert (
+        cli.main(
+            [
+                "--act=nelu",
+                "--schedule=triangular",
+                "--cycle-epochs=2",
+                "--label-noise=0.2",
+                "--epochs=2",
+                *TINY,
+                f"--workdir={tmp_path}",
+            ]
+        )
+        == 0
+    )
     config = json.loads((tmp_path / "config.json").read_text())["config"]
     assert (config["schedule"], config["cycle_epochs"], config["label_noise"]) == ("triangular", 2, 0.2)
     assert config["threshold"] is None and config["momentum"] is None  # they do not apply
@@ -147,8 +185,9 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, sign
     command = [sys.executable, "-m", "experiments.train", "--act=relu", *TINY, f"--workdir={workdir}"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     # Many epochs: the run is still training when the signal comes.
-    process = subprocess.Popen([*command, "--epochs=1000"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*command, "--epochs=1000"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         _wait_for_checkpoint(process, workdir / "checkpoints")
         process.send_signal(signum)
@@ -167,8 +206,9 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, sign
         return  # resumption is the same after either signal: checked once
 
     # The same command resumes (with fewer epochs, to end soon).
-    finish = subprocess.run([*command, f"--epochs={done + 1}"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=180)
+    finish = subprocess.run(
+        [*command, f"--epochs={done + 1}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
     assert finish.returncode == 0, finish.stderr
     assert "resuming" in finish.stdout
     summary = json.loads((workdir / "summary.json").read_text())

@@ -18,14 +18,24 @@ def make_split(labels):
 
 @pytest.mark.parametrize(
     ("num_examples", "fraction", "expected"),
-    [(3500, 0.0, 0), (3500, 0.08, 280), (3500, 0.16, 560), (3500, 0.32, 1120), (3500, 0.64, 2240),
-     (1257, 0.08, 101), (10, 0.25, 2), (10, 0.35, 4), (10, 0.99, 10), (0, 0.5, 0)],
+    [
+        (3500, 0.0, 0),
+        (3500, 0.08, 280),
+        (3500, 0.16, 560),
+        (3500, 0.32, 1120),
+        (3500, 0.64, 2240),
+        (1257, 0.08, 101),
+        (10, 0.25, 2),
+        (10, 0.35, 4),
+        (10, 0.99, 10),
+        (0, 0.5, 0),
+    ],
 )
 def test_count_is_fraction_times_n_rounded_half_to_even(num_examples, fraction, expected):
     assert noisy_label_count(num_examples, fraction) == expected
     indices = noisy_label_indices(num_examples, fraction, seed=3)
     assert len(indices) == expected and len(np.unique(indices)) == expected
-    assert np.all(np.diff(indices) > 0) and (expected == 0 or 0 <= indices[0] and indices[-1] < num_examples)
+    assert np.all(np.diff(indices) > 0) and (expected == 0 or indices[0] >= 0 and indices[-1] < num_examples)
 
 
 def test_only_the_drawn_labels_change_and_the_rest_stay():
@@ -94,11 +104,13 @@ def test_fraction_outside_0_1_is_one_line_naming_the_value(fraction):
 
 @pytest.mark.parametrize(
     ("num_classes", "seed", "match"),
-    [(1, 0, "num_classes must be an integer >= 2; got 1"),
-     (2.5, 0, "num_classes must be an integer >= 2; got 2.5"),
-     (3, 0, "num_classes must exceed every label; got num_classes=3 .* largest label is 5"),
-     (10, -1, "seed must be an integer >= 0; got -1"),
-     (10, 1.5, "seed must be an integer >= 0; got 1.5")],
+    [
+        (1, 0, "num_classes must be an integer >= 2; got 1"),
+        (2.5, 0, "num_classes must be an integer >= 2; got 2.5"),
+        (3, 0, "num_classes must exceed every label; got num_classes=3 .* largest label is 5"),
+        (10, -1, "seed must be an integer >= 0; got -1"),
+        (10, 1.5, "seed must be an integer >= 0; got 1.5"),
+    ],
 )
 def test_bad_classes_or_seed(num_classes, seed, match):
     with pytest.raises(ValueError, match=match):

@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 from absl.testing import parameterized
 from jax.test_util import check_grads
 
-import reference as ref
 import winact_jax as wa
 
 NAMES = ref.WINDOW_NAMES
@@ -51,7 +51,7 @@ def fn(name):
     return getattr(wa, name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(name, window, items):
     return jax.jit(functools.partial(fn(name), window=window, **dict(items)))
 
@@ -136,8 +136,10 @@ def test_reference_centered_jacobian_matches_its_finite_differences():
         g = random_input(shape, seed=10, dtype=np.float64)
         v = random_input(shape, seed=11, dtype=np.float64)
         eps = 1e-6
-        fd = (ref.activation_ext(name, x + eps * v, window, **params)
-              - ref.activation_ext(name, x - eps * v, window, **params)) / (2 * eps)
+        fd = (
+            ref.activation_ext(name, x + eps * v, window, **params)
+            - ref.activation_ext(name, x - eps * v, window, **params)
+        ) / (2 * eps)
         np.testing.assert_allclose(np.sum(g * fd), np.sum(ref.vjp_ext(name, x, g, window, **params) * v), rtol=1e-6)
 
 
@@ -233,8 +235,8 @@ def _lwta(x, k):
     channels (the last group partial), keep the maxima, zero the rest."""
     out = np.zeros_like(x)
     for start in range(0, x.shape[-1], k):
-        group = x[..., start:start + k]
-        out[..., start:start + k] = np.where(group == group.max(axis=-1, keepdims=True), group, 0)
+        group = x[..., start : start + k]
+        out[..., start : start + k] = np.where(group == group.max(axis=-1, keepdims=True), group, 0)
     return out
 
 
@@ -251,16 +253,17 @@ def test_channel_max_is_lwta(k):
 def _lwta_mask(x, k):
     mask = np.zeros(x.shape, bool)
     for start in range(0, x.shape[-1], k):
-        group = x[..., start:start + k]
-        mask[..., start:start + k] = group == group.max(axis=-1, keepdims=True)
+        group = x[..., start : start + k]
+        mask[..., start : start + k] = group == group.max(axis=-1, keepdims=True)
     return mask
 
 
 def test_rank2_channels_is_the_default():
     x = jnp.asarray(random_input((4, 11), seed=23))
     for name in NAMES:
-        np.testing.assert_array_equal(np.asarray(fn(name)(x, window=3, over="channels")),
-                                      np.asarray(fn(name)(x, window=3)))
+        np.testing.assert_array_equal(
+            np.asarray(fn(name)(x, window=3, over="channels")), np.asarray(fn(name)(x, window=3))
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -290,8 +293,9 @@ def test_centered_softmax_is_finite_and_exact_at_1e4(window):
         f = jitted("softmax_threshold", window, threshold=threshold, mode="centered")
         y = np.asarray(f(jnp.asarray(x)))
         assert np.isfinite(y).all()
-        expected = ref.activation_ext("softmax_threshold", x.astype(np.float64), window, threshold=threshold,
-                                      mode="centered")
+        expected = ref.activation_ext(
+            "softmax_threshold", x.astype(np.float64), window, threshold=threshold, mode="centered"
+        )
         np.testing.assert_array_equal(y, expected.astype(np.float32))
         dx = jax.grad(lambda v, f=f: jnp.sum(f(v)))(jnp.asarray(x))
         assert np.isfinite(np.asarray(dx)).all()
@@ -324,11 +328,11 @@ def test_influence_gradient_matches_finite_differences(name, combo):
     options = COMBOS.get(combo, {})
     shape, window = (2, 4, 5, 3), 3
     per_channel = np.array([0.15, 0.4, 0.7])
-    x = smooth_input(name, shape, window, seed=31, min_margin=1e-3, dtype=np.float64,
-                     influence=per_channel, **options)
+    x = smooth_input(name, shape, window, seed=31, min_margin=1e-3, dtype=np.float64, influence=per_channel, **options)
     g = random_input(shape, seed=32, dtype=np.float64)
     with jax.enable_x64(True):
         for influence in (np.float64(0.4), per_channel):
+
             def loss(v, a):
                 return jnp.sum(jnp.asarray(g) * fn(name)(v, window=window, influence=a, **options))
 
@@ -336,8 +340,9 @@ def test_influence_gradient_matches_finite_differences(name, combo):
             assert da.shape == np.shape(influence) and da.dtype == jnp.float64
             expected = ref.fd_influence_grad(name, x, g, window, influence, **options)
             np.testing.assert_allclose(np.asarray(da), expected, rtol=1e-6, atol=1e-8)
-            np.testing.assert_allclose(np.asarray(dx), ref.vjp_ext(name, x, g, window, influence, **options),
-                                       rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(
+                np.asarray(dx), ref.vjp_ext(name, x, g, window, influence, **options), rtol=1e-10, atol=1e-10
+            )
 
 
 @pytest.mark.parametrize("name", ["nelu", "excitator", "inhibitor_v2"])
@@ -348,8 +353,15 @@ def test_check_grads_float64_centered(name):
     x = smooth_input(name, shape, 3, seed=33, min_margin=1e-2, dtype=np.float64, influence=a, **options)
     with jax.enable_x64(True):
         f = functools.partial(fn(name), window=3, **options)
-        check_grads(lambda v, inf: f(v, influence=inf), (jnp.asarray(x), jnp.asarray(a)), order=1,
-                    modes=("rev",), eps=1e-4, atol=1e-6, rtol=1e-6)
+        check_grads(
+            lambda v, inf: f(v, influence=inf),
+            (jnp.asarray(x), jnp.asarray(a)),
+            order=1,
+            modes=("rev",),
+            eps=1e-4,
+            atol=1e-6,
+            rtol=1e-6,
+        )
 
 
 def test_influence_gradient_under_jit_and_traced_influence_is_not_checked():
@@ -455,8 +467,9 @@ BAD_INFLUENCE_ARRAYS = [
 
 
 @pytest.mark.parametrize("name", INFLUENCE_NAMES)
-@pytest.mark.parametrize("influence,error,parts", BAD_INFLUENCE_ARRAYS,
-                         ids=[str(i) for i in range(len(BAD_INFLUENCE_ARRAYS))])
+@pytest.mark.parametrize(
+    "influence,error,parts", BAD_INFLUENCE_ARRAYS, ids=[str(i) for i in range(len(BAD_INFLUENCE_ARRAYS))]
+)
 def test_bad_influence_arrays(name, influence, error, parts):
     with pytest.raises(error) as excinfo:
         fn(name)(X4, influence=influence)
@@ -474,8 +487,16 @@ def test_accepted_influence_forms():
     same function of their values."""
     expected = np.asarray(wa.nelu(X4 + 1 - 2 * (jnp.arange(3) % 2), influence=0.5))
     x = X4 + 1 - 2 * (jnp.arange(3) % 2)
-    for influence in (0.5, np.float32(0.5), np.array(0.5), jnp.array(0.5), [0.5] * 3, (0.5,) * 3,
-                      np.full(3, 0.5), jnp.full(3, 0.5)):
+    for influence in (
+        0.5,
+        np.float32(0.5),
+        np.array(0.5),
+        jnp.array(0.5),
+        [0.5] * 3,
+        (0.5,) * 3,
+        np.full(3, 0.5),
+        jnp.full(3, 0.5),
+    ):
         np.testing.assert_allclose(np.asarray(wa.nelu(x, influence=influence)), expected, rtol=1e-6)
 
 
@@ -498,15 +519,22 @@ def test_large_neighbourhoods_and_long_runs_take_the_other_path(name, monkeypatc
         f = functools.partial(fn(name), window=3, **options, **params)
         y, pullback = jax.vjp(f, jnp.asarray(x))
         assert_matches_reference(name, x, y, 3, **options, **params)
-        np.testing.assert_allclose(np.asarray(pullback(jnp.asarray(g))[0]),
-                                   ref.vjp_ext(name, x, g, 3, **options, **params), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            np.asarray(pullback(jnp.asarray(g))[0]),
+            ref.vjp_ext(name, x, g, 3, **options, **params),
+            rtol=1e-4,
+            atol=1e-4,
+        )
     if name in ("nelu", "excitator", "excitator_v2"):  # and the per-channel influence cotangent
         x64, g64 = x.astype(np.float64), g.astype(np.float64)
         with jax.enable_x64(True):
             for options in (COMBOS["centered"], COMBOS["channels"]):
                 for influence in (np.array([0.1, 0.3, 0.5, 0.7, 0.9]),):
-                    da = jax.grad(lambda a, options=options: jnp.sum(
-                        g64 * fn(name)(jnp.asarray(x64), window=3, influence=a, **options)))(jnp.asarray(influence))
+                    da = jax.grad(
+                        lambda a, options=options: jnp.sum(
+                            g64 * fn(name)(jnp.asarray(x64), window=3, influence=a, **options)
+                        )
+                    )(jnp.asarray(influence))
                     expected = ref.fd_influence_grad(name, x64, g64, 3, influence, **options)
                     np.testing.assert_allclose(np.asarray(da), expected, rtol=1e-6, atol=1e-8)
 
@@ -524,7 +552,10 @@ def test_geometry_objects():
     np.testing.assert_array_equal(nb.count()[0, :, :, 0], np.outer([2, 3, 3, 3, 2], [2, 2, 2, 1]))
 
 
-@pytest.mark.parametrize("shape, window", [((2, 7, 6, 3), 3), ((2, 9, 4), 4), ((1, 4, 5, 3, 2), (2, 2, 2)), ((3, 11), 4), ((2, 5, 5, 2), (4, 1))])
+@pytest.mark.parametrize(
+    "shape, window",
+    [((2, 7, 6, 3), 3), ((2, 9, 4), 4), ((1, 4, 5, 3, 2), (2, 2, 2)), ((3, 11), 4), ((2, 5, 5, 2), (4, 1))],
+)
 @pytest.mark.parametrize("transposed", [False, True])
 def test_neighbourhood_regions_match_the_padded_shifts(shape, window, transposed):
     """Small neighbourhoods are reduced from border and interior regions, without a
@@ -568,7 +599,7 @@ def test_neighbourhood_counts_are_exact(shape, window, dtype):
         box = tuple(slice(max(p - b, 0), min(p + a, s - 1) + 1) for p, (b, a), s in zip(i, geometry.offsets, spatial))
         region = hits[(slice(None), *box)]
         at = (slice(None), *i)
-        expected[at] = region.reshape(shape[0], -1, *shape[1 + len(spatial):]).sum(axis=1)
+        expected[at] = region.reshape(shape[0], -1, *shape[1 + len(spatial) :]).sum(axis=1)
     np.testing.assert_array_equal(np.asarray(counts), expected)
 
 
@@ -591,6 +622,4 @@ def test_neighbourhood_sums_of_apply_part_and_finish(shape, window, transposed):
         jnp.add, geometry._shifted(part(x, w, jnp.broadcast_to(per_channel, shape)), offsets, jnp.array(0.0))
     )
     got = geometry.sums_of((x, w, per_channel), part, finish, (x, per_channel), transposed=transposed)
-    np.testing.assert_allclose(
-        np.asarray(got), np.asarray(finish(expected_sums, x, per_channel)), rtol=1e-6, atol=1e-6
-    )
+    np.testing.assert_allclose(np.asarray(got), np.asarray(finish(expected_sums, x, per_channel)), rtol=1e-6, atol=1e-6)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 import jax
 import jax.numpy as jnp

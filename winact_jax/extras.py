@@ -92,6 +92,5 @@ def optional(module: str, extra: str, feature: str) -> ModuleType | None:
     except MissingExtraError as error:
         if module not in _noticed:
             _noticed.add(module)
-            print(f"{feature} skipped: {error.name} is not installed ({install_command(extra)})",
-                  file=sys.stderr)
+            print(f"{feature} skipped: {error.name} is not installed ({install_command(extra)})", file=sys.stderr)
         return None

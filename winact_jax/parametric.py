@@ -39,7 +39,7 @@ def _check_floating(x, name: str, min_rank: int, layout: str) -> jax.Array:
 def _check_per_channel(value, name: str, channels: int, allow_scalar: bool, accepted: str) -> jax.Array:
     """`value` as an array of shape `()` (if allowed) or `(channels,)`; a concrete
     value must be finite."""
-    if isinstance(value, bool) or isinstance(value, str) or value is None:
+    if isinstance(value, (bool, str)) or value is None:
         raise TypeError(f"{name} must be {accepted}; got {value!r} ({type(value).__name__})")
     if isinstance(value, numbers.Real):
         value = float(value)
@@ -146,8 +146,12 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     padding = [((k_h - 1) // 2, k_h // 2), ((k_w - 1) // 2, k_w // 2)]
     if k_h * k_w > MAX_TAPS:
         return jax.lax.conv_general_dilated(
-            x, kernel.reshape(k_h, k_w, 1, channels), window_strides=(1, 1), padding=padding,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels,
+            x,
+            kernel.reshape(k_h, k_w, 1, channels),
+            window_strides=(1, 1),
+            padding=padding,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=channels,
         )
     height, width = x.shape[1:3]
     padded = jnp.pad(x, [(0, 0), *padding, (0, 0)])

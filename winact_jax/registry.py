@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
-
 import numpy as np
 
 from winact_jax import elementwise, parametric, window_activations, windows
@@ -92,7 +92,7 @@ _PER_CHANNEL = ("influence", "slope")
 
 def _bindable(param: str, value):
     """`value` as `get` stores it: a per-channel array as a tuple of floats."""
-    if param in _PER_CHANNEL and (isinstance(value, (list, np.ndarray)) or isinstance(value, jax.Array)):
+    if param in _PER_CHANNEL and (isinstance(value, (list, np.ndarray, jax.Array))):
         if isinstance(value, jax.core.Tracer):
             raise TypeError(
                 f"{param} bound by get() must be concrete (get() binds fixed values; a traced or learned "
@@ -144,9 +144,7 @@ def parameters(name: str) -> dict[str, Any]:
     """
     signature = inspect.signature(function(name))
     return {
-        p.name: p.default
-        for p in list(signature.parameters.values())[1:]
-        if p.default is not inspect.Parameter.empty
+        p.name: p.default for p in list(signature.parameters.values())[1:] if p.default is not inspect.Parameter.empty
     }
 
 

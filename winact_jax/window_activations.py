@@ -250,7 +250,6 @@ def _output_of_sums(geometry, xb, present, part, finish, a):
 # Residuals: x and the window sums `neg`; the backward pass recomputes the masks.
 
 
-
 def _negative_part(v):
     return jnp.minimum(v, 0)
 

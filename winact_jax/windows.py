@@ -39,7 +39,6 @@ import functools
 import itertools
 import math
 import numbers
-from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +46,7 @@ import numpy as np
 
 from winact_jax.backends import materialize
 
-WindowSize = Union[int, tuple[int, ...]]
+WindowSize = int | tuple[int, ...]
 
 SUM = "sum"
 MAX = "max"
@@ -86,10 +85,7 @@ def check_window(window, rank: int | None = None) -> tuple[int, ...]:
         if not all(_is_int(w) for w in window):
             raise TypeError(f"window must be {accepted}; got {window!r}")
         if not window or (num_spatial is not None and len(window) != num_spatial):
-            raise ValueError(
-                f"window must be {accepted}; got {tuple(window)!r} with "
-                f"{len(window)} entries"
-            )
+            raise ValueError(f"window must be {accepted}; got {tuple(window)!r} with {len(window)} entries")
         sizes = tuple(int(w) for w in window)
     else:
         raise TypeError(f"window must be {accepted}; got {window!r} ({type(window).__name__})")
@@ -123,8 +119,7 @@ def check_input(x) -> jax.Array:
         x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(
-            "x must be a floating-point array (bfloat16, float16, float32 or float64); "
-            f"got dtype {x.dtype}"
+            f"x must be a floating-point array (bfloat16, float16, float32 or float64); got dtype {x.dtype}"
         )
     if x.ndim < 2:
         raise ValueError(
@@ -413,9 +408,7 @@ class Neighbourhood:
         `i + after`. Clamped to `size - 1`, which changes no neighbourhood (the
         border clips them) but keeps the work bounded for windows larger than
         their axis."""
-        return tuple(
-            (min((k - 1) // 2, s - 1), min(k // 2, s - 1)) for k, s in zip(self.sizes, self.spatial)
-        )
+        return tuple((min((k - 1) // 2, s - 1), min(k // 2, s - 1)) for k, s in zip(self.sizes, self.spatial))
 
     @property
     def windows_channels(self) -> bool:
@@ -618,7 +611,7 @@ def neighbourhood(shape: tuple[int, ...], window: WindowSize) -> Neighbourhood:
     return Neighbourhood(shape=tuple(int(d) for d in shape), sizes=sizes)
 
 
-Geometry = Union[Tiling, Neighbourhood]
+Geometry = Tiling | Neighbourhood
 
 
 def working_shape(shape: tuple[int, ...], over: str = DEFAULT_OVER) -> tuple[int, ...]:
@@ -638,8 +631,7 @@ def geometry(
     mode, over = check_mode(mode), check_over(over)
     if over == CHANNELS and not _is_int(window):
         raise TypeError(
-            f"window must be an int >= 1 when over='channels' (a run of consecutive "
-            f"channels); got {window!r}"
+            f"window must be an int >= 1 when over='channels' (a run of consecutive channels); got {window!r}"
         )
     shape = working_shape(shape, over)
     if mode == CENTERED:

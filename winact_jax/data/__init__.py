@@ -99,9 +99,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
 NAMES: tuple[str, ...] = tuple(_LOADERS)
 
 
-def load(
-    name: str, *, data_dir: str | os.PathLike | None = None, seed: int = splits.SPLIT_SEED
-) -> Dataset:
+def load(name: str, *, data_dir: str | os.PathLike | None = None, seed: int = splits.SPLIT_SEED) -> Dataset:
     """Loads dataset `name` (one of `NAMES`) as a `Dataset` of uint8 NumPy splits.
 
     Args:

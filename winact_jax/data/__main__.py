@@ -17,9 +17,7 @@ from winact_jax.extras import MissingExtraError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m winact_jax.data", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m winact_jax.data", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="download and prepare a dataset")
     prepare.add_argument("name", choices=NAMES)

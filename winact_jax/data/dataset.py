@@ -36,13 +36,10 @@ class Split:
 
     def __post_init__(self):
         if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
-            raise ValueError(
-                f"images must be uint8 (N, H, W, 3); got {self.images.dtype} {self.images.shape}"
-            )
+            raise ValueError(f"images must be uint8 (N, H, W, 3); got {self.images.dtype} {self.images.shape}")
         if self.labels.dtype != np.int32 or self.labels.shape != self.images.shape[:1]:
             raise ValueError(
-                f"labels must be int32 of shape ({len(self.images)},); "
-                f"got {self.labels.dtype} {self.labels.shape}"
+                f"labels must be int32 of shape ({len(self.images)},); got {self.labels.dtype} {self.labels.shape}"
             )
 
     def __len__(self) -> int:
@@ -91,9 +88,7 @@ class Dataset:
         for split_name in ("train", "validation", "test"):
             split = getattr(self, split_name)
             if split.images.shape[1:] != tuple(self.image_shape):
-                raise ValueError(
-                    f"{split_name} images are {split.images.shape[1:]}, not {self.image_shape}"
-                )
+                raise ValueError(f"{split_name} images are {split.images.shape[1:]}, not {self.image_shape}")
 
     def normalize(self, images: jax.Array) -> jax.Array:
         """uint8 images -> float32 in `pixel_range`: the seed's scaling. Jittable."""

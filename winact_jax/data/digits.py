@@ -27,12 +27,7 @@ def upsample(images_8x8: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """
     # float32 images open in PIL's 32-bit float mode "F", so nothing is rounded twice.
     scaled = np.asarray(images_8x8, np.float32) * (255.0 / _MAX_VALUE)
-    resized = np.stack(
-        [
-            np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-            for image in scaled
-        ]
-    )
+    resized = np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR)) for image in scaled])
     grey = np.clip(np.rint(resized), 0, 255).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=-1)
 

@@ -52,8 +52,7 @@ def source_path() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise DataUnavailableError(
-            f"mnist5k is read from the {PACKAGE!r} package, which is not installed; "
-            f"install it with: {INSTALL_COMMAND}"
+            f"mnist5k is read from the {PACKAGE!r} package, which is not installed; install it with: {INSTALL_COMMAND}"
         )
     for location in spec.submodule_search_locations:
         path = Path(location).joinpath(*RESOURCE)

@@ -110,9 +110,7 @@ def _epoch_batches_fn(sharding: NamedSharding | None):
     return jax.jit(draw, static_argnums=(2, 3), out_shardings=sharding)
 
 
-def gather_batch(
-    device_split: DeviceSplit, indices: jax.Array, mesh: Mesh
-) -> tuple[jax.Array, jax.Array]:
+def gather_batch(device_split: DeviceSplit, indices: jax.Array, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
     """The examples at `indices` (batch,): uint8 images and int32 labels.
 
     Jittable; call it inside the jitted step. The result is constrained to be
@@ -160,9 +158,7 @@ def _augment_one(key: jax.Array, image: jax.Array, *, padding: int, fill_value: 
     return jnp.where(jax.random.bernoulli(flip_key), cropped[:, ::-1], cropped)
 
 
-def eval_batches(
-    num_examples: int, batch_size: int, *, mesh: Mesh | None = None
-) -> tuple[jax.Array, jax.Array]:
+def eval_batches(num_examples: int, batch_size: int, *, mesh: Mesh | None = None) -> tuple[jax.Array, jax.Array]:
     """Indices int32 (steps, batch_size) and mask bool (steps, batch_size) of one
     evaluation pass over 0..num_examples-1, in order.
 
@@ -186,4 +182,3 @@ def eval_batches(
 def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be positive")
-

@@ -27,9 +27,7 @@ VALIDATION_FRACTION = 0.1
 TRAIN_VALIDATION_TEST_FRACTIONS = (0.7, 0.15, 0.15)
 
 
-def stratified_split(
-    labels: np.ndarray, held_out_fraction: float, *, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, held_out_fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Splits example indices into (kept, held_out), stratified by `labels`.
 
     `held_out` has ceil(held_out_fraction * N) examples (scikit-learn's rounding),
@@ -67,7 +65,5 @@ def train_validation_test_split(
     labels = np.asarray(labels)
     held_out_fraction = validation_fraction + test_fraction
     train, held_out = stratified_split(labels, held_out_fraction, seed=seed)
-    validation_in_held, test_in_held = stratified_split(
-        labels[held_out], test_fraction / held_out_fraction, seed=seed
-    )
+    validation_in_held, test_in_held = stratified_split(labels[held_out], test_fraction / held_out_fraction, seed=seed)
     return train, held_out[validation_in_held], held_out[test_in_held]

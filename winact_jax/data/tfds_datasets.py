@@ -139,9 +139,7 @@ def load_caltech101(*, data_dir: str | None = None, seed: int = splits.SPLIT_SEE
 
     def center_crop_and_resize(image, label):
         image = tf.image.resize_with_crop_or_pad(image, CALTECH_CROP_SIZE, CALTECH_CROP_SIZE)
-        image = tf.image.resize(
-            image, (CALTECH_IMAGE_SIZE, CALTECH_IMAGE_SIZE), method="bilinear", antialias=True
-        )
+        image = tf.image.resize(image, (CALTECH_IMAGE_SIZE, CALTECH_IMAGE_SIZE), method="bilinear", antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
 
     builder = _prepared_builder("caltech101", data_dir)
@@ -185,9 +183,7 @@ def load_tiny_imagenet(*, data_dir: str | None = None, seed: int = splits.SPLIT_
     train = _read_split(builder, "train")
     test = _read_split(builder, "validation")
     class_names = tuple(builder.info.metadata["class_words"])
-    return _with_validation_carved(
-        "tiny_imagenet", train, test, class_names, pixel_range=UNIT_RANGE, seed=seed
-    )
+    return _with_validation_carved("tiny_imagenet", train, test, class_names, pixel_range=UNIT_RANGE, seed=seed)
 
 
 def _load_train_test_dataset(name: str, *, data_dir: str | None, seed: int) -> Dataset:
@@ -196,9 +192,7 @@ def _load_train_test_dataset(name: str, *, data_dir: str | None, seed: int) -> D
     train = _read_split(builder, "train")
     test = _read_split(builder, "test")
     class_names = tuple(builder.info.features["label"].names)
-    return _with_validation_carved(
-        name, train, test, class_names, pixel_range=UNIT_RANGE, seed=seed
-    )
+    return _with_validation_carved(name, train, test, class_names, pixel_range=UNIT_RANGE, seed=seed)
 
 
 def _with_validation_carved(
@@ -261,7 +255,10 @@ def _prepared_builder(name: str, data_dir: str | None, *, builder_class=None):
     root = os.fspath(builder.data_dir_root)
     local = "://" not in root  # the clean-up below walks local folders only
     offline = (
-        local and name in SOURCE_FILES and not builder.is_prepared() and not _archive_on_disk(name, root)
+        local
+        and name in SOURCE_FILES
+        and not builder.is_prepared()
+        and not _archive_on_disk(name, root)
         and _unreachable(SOURCE_FILES[name][1]) is not None
     )
     if offline:
@@ -293,9 +290,7 @@ def _read_split(builder, split: str, preprocess=None) -> Split:
     num_examples = int(dataset.cardinality())
     image_shape = tuple(dataset.element_spec[0].shape)
     if num_examples < 0 or None in image_shape:
-        raise ValueError(
-            f"{builder.name} {split}: size {num_examples} or image shape {image_shape} unknown"
-        )
+        raise ValueError(f"{builder.name} {split}: size {num_examples} or image shape {image_shape} unknown")
     images = np.empty((num_examples, *image_shape), np.uint8)
     labels = np.empty((num_examples,), np.int32)
     filled = 0

@@ -55,14 +55,11 @@ class TinyImagenet(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=(
-                "Tiny ImageNet: 200 ImageNet classes at 64x64, 500 training and 50 "
-                "validation images per class."
+                "Tiny ImageNet: 200 ImageNet classes at 64x64, 500 training and 50 validation images per class."
             ),
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Image(
-                        shape=(IMAGE_SIZE, IMAGE_SIZE, 3), encoding_format="jpeg"
-                    ),
+                    "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), encoding_format="jpeg"),
                     # Names (the wnids, in wnids.txt's order) are read from the
                     # archive in `_split_generators`, as TFDS's CIFAR builder does.
                     "label": tfds.features.ClassLabel(),
@@ -108,10 +105,7 @@ class TinyImagenet(tfds.core.GeneratorBasedBuilder):
                 members = _train_members(zip_file, root)
             else:
                 annotations = _read_val_annotations(zip_file, root)
-                members = (
-                    (f"{root}val/images/{file_name}", wnid)
-                    for file_name, wnid in annotations.items()
-                )
+                members = ((f"{root}val/images/{file_name}", wnid) for file_name, wnid in annotations.items())
             for member, wnid in members:
                 file_name = posixpath.basename(member)
                 # Encoded bytes go in as they are: no re-encoding. The few grey

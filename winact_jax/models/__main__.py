@@ -23,9 +23,7 @@ IMAGE_SIZES = (32, 64)
 
 def describe(name: str, image_size: int, act: str = "relu") -> tuple[int, tuple[int, ...]]:
     """Parameter count and output shape of `name` with `act` on one `image_size` RGB image."""
-    abstract = nnx.eval_shape(
-        lambda: models.create(name, NUM_CLASSES, act, image_size=image_size, rngs=nnx.Rngs(0))
-    )
+    abstract = nnx.eval_shape(lambda: models.create(name, NUM_CLASSES, act, image_size=image_size, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     params = nnx.state(abstract, nnx.Param)
     count = sum(math.prod(p.shape) for p in jax.tree.leaves(params))

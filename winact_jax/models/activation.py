@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Mapping, NamedTuple, Union
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,15 +41,15 @@ from flax import nnx
 from flax.typing import Dtype
 
 import winact_jax
+from winact_jax import parametric
 from winact_jax.backends import materialize, materialize_cotangent
 from winact_jax.models.layers import BATCH_NORM_MOMENTUM
-from winact_jax import parametric
 from winact_jax.parametric import DEFAULT_SLOPE
 from winact_jax.registry import function as registered_function
 from winact_jax.window_activations import check_influence
 from winact_jax.windows import CHANNELS, _is_int
 
-ActivationLike = Union[str, Callable[[jax.Array], jax.Array]]
+ActivationLike = str | Callable[[jax.Array], jax.Array]
 
 PLACEMENTS = ("all", "stem")
 
@@ -286,9 +287,7 @@ class FReLU(_PerChannel):
     def activate(self, x: jax.Array) -> jax.Array:
         self._check_input(x)
         if x.ndim not in (2, 4):
-            raise ValueError(
-                f"FReLU takes NHWC feature maps or (batch, features); got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"FReLU takes NHWC feature maps or (batch, features); got shape {tuple(x.shape)}")
         dtype = self.dtype or x.dtype
         maps = x.astype(dtype).reshape(x.shape[0], 1, 1, -1) if x.ndim == 2 else x.astype(dtype)
         funnel = self.norm(parametric.depthwise_conv(maps, self.kernel[...].astype(dtype)))
@@ -339,9 +338,7 @@ class LearnableInfluence(_PerChannel):
         initial = np.asarray(check_influence(influence, channels=self.channels), np.float64)
         # Validated now, so a bad window or mode fails when the model is built.
         self.activation = winact_jax.get(name, **params)
-        self.influence_logit = nnx.Param(
-            jnp.asarray(np.broadcast_to(_logit(initial), (self.channels,)), jnp.float32)
-        )
+        self.influence_logit = nnx.Param(jnp.asarray(np.broadcast_to(_logit(initial), (self.channels,)), jnp.float32))
 
     @property
     def influence(self) -> jax.Array:
@@ -526,9 +523,7 @@ def activations(
       ValueError, TypeError: as `layer_factory`, or an unknown `placement`.
     """
     if placement not in PLACEMENTS:
-        raise ValueError(
-            f"placement must be one of {', '.join(map(repr, PLACEMENTS))}; got {placement!r}"
-        )
+        raise ValueError(f"placement must be one of {', '.join(map(repr, PLACEMENTS))}; got {placement!r}")
     chosen = layer_factory(act, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs)
     if placement == "all":
         return Activations(stem=chosen, body=chosen)

@@ -24,10 +24,7 @@ def identity(x: jax.Array) -> jax.Array:
 
 def check_normalization(normalization: str) -> str:
     if normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalization must be one of {', '.join(map(repr, NORMALIZATIONS))}; "
-            f"got {normalization!r}"
-        )
+        raise ValueError(f"normalization must be one of {', '.join(map(repr, NORMALIZATIONS))}; got {normalization!r}")
     return normalization
 
 

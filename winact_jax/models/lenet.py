@@ -9,7 +9,8 @@ after every layer but the last.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -90,19 +91,19 @@ class LeNet(nnx.Module):
         """
         self.image_size = _pair(image_size)
         height, width = feature_map_size(image_size)
-        acts = activations(
-            act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs
-        )
+        acts = activations(act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs)
         layer = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
         # PyTorch's default init, as the seed ran.
         self.conv1 = nnx.Conv(
-            in_channels, 6, (KERNEL, KERNEL), padding="VALID",
-            **layer, **pytorch_default_init(in_channels * KERNEL**2),
+            in_channels,
+            6,
+            (KERNEL, KERNEL),
+            padding="VALID",
+            **layer,
+            **pytorch_default_init(in_channels * KERNEL**2),
         )
-        self.conv2 = nnx.Conv(
-            6, 16, (KERNEL, KERNEL), padding="VALID", **layer, **pytorch_default_init(6 * KERNEL**2)
-        )
+        self.conv2 = nnx.Conv(6, 16, (KERNEL, KERNEL), padding="VALID", **layer, **pytorch_default_init(6 * KERNEL**2))
         flat = 16 * height * width
         self.fc1 = nnx.Linear(flat, 120, **layer, **pytorch_default_init(flat))
         self.fc2 = nnx.Linear(120, 84, **layer, **pytorch_default_init(120))

@@ -11,7 +11,8 @@ ResNet-56: 0.85M).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -143,9 +144,7 @@ class ResNet(nnx.Module):
           rngs: initialisation randomness.
         """
         if not (isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0):
-            raise ValueError(
-                f"depth must be 6n+2 for an int n >= 1 (20, 32, 38, 56, ...); got {depth!r}"
-            )
+            raise ValueError(f"depth must be 6n+2 for an int n >= 1 (20, 32, 38, 56, ...); got {depth!r}")
         widths = tuple(scaled_channels(w, width) for w in widths)
         if len(widths) != 3 or any(b < a for a, b in zip(widths, widths[1:])):
             raise ValueError(
@@ -154,9 +153,7 @@ class ResNet(nnx.Module):
             )
         check_normalization(normalization)
         blocks_per_stage = (depth - 2) // 6
-        acts = activations(
-            act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs
-        )
+        acts = activations(act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs)
         # A convolution followed by batch norm needs no bias: the norm's shift is one.
         use_bias = normalization == "none"
 
@@ -169,14 +166,19 @@ class ResNet(nnx.Module):
             for index in range(blocks_per_stage):
                 stride = 2 if stage > 0 and index == 0 else 1
                 blocks.append(
-                    BasicBlock(in_features, out_features, stride, acts.body,
-                               normalization=normalization, dtype=dtype, rngs=rngs)
+                    BasicBlock(
+                        in_features,
+                        out_features,
+                        stride,
+                        acts.body,
+                        normalization=normalization,
+                        dtype=dtype,
+                        rngs=rngs,
+                    )
                 )
                 in_features = out_features
         self.blocks = nnx.List(blocks)
-        self.head = nnx.Linear(
-            widths[-1], num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
-        )
+        self.head = nnx.Linear(widths[-1], num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """`(batch, height, width, in_channels)` -> float32 logits `(batch, num_classes)`."""

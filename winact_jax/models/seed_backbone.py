@@ -8,7 +8,8 @@ max pool and a linear layer. The reported runs used no normalization.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -115,23 +116,23 @@ class SeedBackbone(nnx.Module):
         """
         channels = scaled_channels(CHANNELS, width)
         bottleneck = scaled_channels(BOTTLENECK, width)
-        acts = activations(
-            act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs
-        )
+        acts = activations(act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs)
 
         self.stem = conv3x3(in_channels, channels, dtype=dtype, rngs=rngs)
         self.stem_norm = normalization_layer(normalization, channels, dtype=dtype, rngs=rngs)
         self.stem_act = acts.stem(channels)
         self.residuals = nnx.List(
             [
-                ResidualModule(
-                    channels, bottleneck, acts.body, normalization=normalization, dtype=dtype, rngs=rngs
-                )
+                ResidualModule(channels, bottleneck, acts.body, normalization=normalization, dtype=dtype, rngs=rngs)
                 for _ in range(NUM_MODULES)
             ]
         )
         self.head = nnx.Linear(
-            channels, num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+            channels,
+            num_classes,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            rngs=rngs,
             **pytorch_default_init(channels),
         )
 

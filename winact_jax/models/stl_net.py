@@ -28,7 +28,8 @@ hide the effect the protocol studies.)
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -128,9 +129,7 @@ class StlNet(nnx.Module):
           rngs: initialisation randomness.
         """
         check_normalization(normalization)
-        acts = activations(
-            act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs
-        )
+        acts = activations(act, placement, act_params, learn_influence=learn_influence, dtype=dtype, rngs=rngs)
         layers = []
         features = in_channels
         for channels in BLOCK_CHANNELS:
@@ -138,14 +137,16 @@ class StlNet(nnx.Module):
             for _ in range(CONVS_PER_BLOCK):
                 act_here = acts.stem if not layers else acts.body
                 layers.append(
-                    ConvNormAct(
-                        features, channels, act_here, normalization=normalization, dtype=dtype, rngs=rngs
-                    )
+                    ConvNormAct(features, channels, act_here, normalization=normalization, dtype=dtype, rngs=rngs)
                 )
                 features = channels
         self.layers = nnx.List(layers)
         self.head = nnx.Linear(
-            features, num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+            features,
+            num_classes,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            rngs=rngs,
             **pytorch_default_init(features),
         )
 

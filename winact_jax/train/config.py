@@ -192,9 +192,7 @@ class TrainConfig:
         """{field: its default, or _NOT_APPLICABLE} for the fields that only some
         activations, optimizers or schedules use."""
         accepted = winact_jax.parameters(act)
-        defaults = {
-            name: accepted.get(parameter, _NOT_APPLICABLE) for name, parameter in ACT_PARAMETERS.items()
-        }
+        defaults = {name: accepted.get(parameter, _NOT_APPLICABLE) for name, parameter in ACT_PARAMETERS.items()}
         defaults["learn_influence"] = False if "influence" in accepted else _NOT_APPLICABLE
         defaults["momentum"] = SGD_MOMENTUM if self.optimizer == "sgd" else _NOT_APPLICABLE
         defaults["nesterov"] = False if self.optimizer == "sgd" else _NOT_APPLICABLE
@@ -237,19 +235,34 @@ class TrainConfig:
             (self.momentum is None or 0 <= self.momentum < 1, f"momentum must be in [0, 1); got {self.momentum}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0; got {self.weight_decay}"),
             (0 <= self.label_noise < 1, f"label_noise must be in [0, 1); got {self.label_noise}"),
-            (self.cycle_epochs is None or self.cycle_epochs >= 1, f"cycle_epochs must be at least 1; got {self.cycle_epochs}"),
-            (self.window_mode is None or self.window_mode in WINDOW_MODES,
-             f"window_mode must be one of {', '.join(WINDOW_MODES)}; got {self.window_mode!r}"),
-            (self.window_over is None or self.window_over in WINDOW_OVERS,
-             f"window_over must be one of {', '.join(WINDOW_OVERS)}; got {self.window_over!r}"),
+            (
+                self.cycle_epochs is None or self.cycle_epochs >= 1,
+                f"cycle_epochs must be at least 1; got {self.cycle_epochs}",
+            ),
+            (
+                self.window_mode is None or self.window_mode in WINDOW_MODES,
+                f"window_mode must be one of {', '.join(WINDOW_MODES)}; got {self.window_mode!r}",
+            ),
+            (
+                self.window_over is None or self.window_over in WINDOW_OVERS,
+                f"window_over must be one of {', '.join(WINDOW_OVERS)}; got {self.window_over!r}",
+            ),
             (self.eval_every >= 1, f"eval_every must be at least 1; got {self.eval_every}"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints must be at least 1; got {self.keep_checkpoints}"),
-            (finite_positive(self.divergence_factor) and self.divergence_factor > 1,
-             f"divergence_factor must be above 1 (inf: never); got {self.divergence_factor}"),
+            (
+                finite_positive(self.divergence_factor) and self.divergence_factor > 1,
+                f"divergence_factor must be above 1 (inf: never); got {self.divergence_factor}",
+            ),
             (finite_positive(self.max_loss), f"max_loss must be positive (inf: never); got {self.max_loss}"),
-            (self.num_devices is None or self.num_devices >= 1, f"num_devices must be at least 1; got {self.num_devices}"),
+            (
+                self.num_devices is None or self.num_devices >= 1,
+                f"num_devices must be at least 1; got {self.num_devices}",
+            ),
             (self.max_steps is None or self.max_steps >= 1, f"max_steps must be at least 1; got {self.max_steps}"),
-            (self.limit_train is None or self.limit_train >= 1, f"limit_train must be at least 1; got {self.limit_train}"),
+            (
+                self.limit_train is None or self.limit_train >= 1,
+                f"limit_train must be at least 1; got {self.limit_train}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -272,8 +285,16 @@ class TrainConfig:
     # train, how often to evaluate, how to report, when to stop. Every other
     # setting changes what is trained, so resuming with another value is refused.
     RESUMABLE_CHANGES = (
-        "epochs", "eval_every", "keep_checkpoints", "progress", "max_steps", "workdir",
-        "data_dir", "num_devices", "divergence_factor", "max_loss",
+        "epochs",
+        "eval_every",
+        "keep_checkpoints",
+        "progress",
+        "max_steps",
+        "workdir",
+        "data_dir",
+        "num_devices",
+        "divergence_factor",
+        "max_loss",
     )
 
     def differences(self, other: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -347,8 +368,11 @@ def describe_default(name: str) -> str:
     """The default of `TrainConfig.<name>` as --help and the README state it."""
     if name in ACT_PARAMETERS:  # the registered functions' own defaults
         parameter = ACT_PARAMETERS[name]
-        values = {winact_jax.parameters(act)[parameter] for act in winact_jax.names()
-                  if parameter in winact_jax.parameters(act)}
+        values = {
+            winact_jax.parameters(act)[parameter]
+            for act in winact_jax.names()
+            if parameter in winact_jax.parameters(act)
+        }
         shown = ", ".join(sorted(format_number(v) if isinstance(v, float) else str(v) for v in values))
         return f"the activation's: {shown or 'none takes it'}"
     if name in _DEPENDENT_DEFAULTS:
@@ -359,4 +383,3 @@ def describe_default(name: str) -> str:
     if isinstance(value, float):
         return format_number(value)
     return str(value)
-

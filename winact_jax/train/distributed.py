@@ -50,9 +50,7 @@ def _join(coordinator: str, num_processes: int, process_id: int) -> None:
     if process_id == 0:
         threading.Thread(target=report_waiting, daemon=True).start()
     try:
-        jax.distributed.initialize(
-            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
-        )
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     finally:
         joined.set()
     if process_id == 0:
@@ -108,8 +106,7 @@ def initialize(
         raise ValueError("--coordinator needs --num-processes and --process-id as well")
     if num_processes < 1 or not 0 <= process_id < num_processes:
         raise ValueError(
-            f"--process-id must be in 0..{num_processes - 1} for --num-processes {num_processes}; "
-            f"got {process_id}"
+            f"--process-id must be in 0..{num_processes - 1} for --num-processes {num_processes}; got {process_id}"
         )
     if ":" not in coordinator:
         raise ValueError(f"--coordinator must be HOST:PORT; got {coordinator!r}")

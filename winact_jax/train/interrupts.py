@@ -42,7 +42,7 @@ class StopRequests:
             flush=True,
         )
 
-    def __enter__(self) -> "StopRequests":
+    def __enter__(self) -> StopRequests:
         # Signal handlers can only be installed from the main thread; elsewhere
         # (e.g. a run started from a worker thread) signals keep their defaults.
         if threading.current_thread() is threading.main_thread():

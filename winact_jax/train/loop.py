@@ -26,7 +26,8 @@ import contextlib
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -87,7 +88,7 @@ class Position:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> "Position":
+    def from_meta(cls, meta: dict[str, Any]) -> Position:
         """Raises `TypeError`/`KeyError` for a meta that is not a position."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in meta.items() if k in known}
@@ -172,8 +173,7 @@ def _training_split(config: TrainConfig, dataset: winact_jax.data.Dataset) -> wi
             from winact_jax.data.transforms import with_label_noise
         except ImportError:
             raise ConfigError(
-                "label_noise needs winact_jax.data.transforms.with_label_noise, which this "
-                "winact_jax lacks"
+                "label_noise needs winact_jax.data.transforms.with_label_noise, which this winact_jax lacks"
             ) from None
         train_split = with_label_noise(train_split, config.label_noise, dataset.num_classes, config.seed)
     if config.limit_train is not None:
@@ -226,9 +226,7 @@ def _setup(config: TrainConfig) -> _Setup:
         model_def=model_def,
         initial_state=replicate(state, mesh),
         schedule=schedule,
-        train_step=steps.make_train_step(
-            model_def, tx, dataset, mesh, seed=config.seed, augment_images=config.augment
-        ),
+        train_step=steps.make_train_step(model_def, tx, dataset, mesh, seed=config.seed, augment_images=config.augment),
         evaluate=steps.make_evaluate(model_def, dataset, mesh),
         stop_flags={stop: steps.stop_flags_for(mesh, stop) for stop in (False, True)},
         eval_tables=tables,
@@ -317,8 +315,10 @@ def _train_epoch(run: _Run, epoch: int) -> _EpochOutcome:
     def consume(metrics: steps.StepMetrics, step_number: int) -> None:
         loss, accuracy, stop = to_host(metrics)
         reason = divergence_reason(
-            float(loss), first_epoch_loss=position.first_epoch_loss,
-            divergence_factor=config.divergence_factor, max_loss=config.max_loss,
+            float(loss),
+            first_epoch_loss=position.first_epoch_loss,
+            divergence_factor=config.divergence_factor,
+            max_loss=config.max_loss,
         )
         if reason is not None:
             outcome.diverged_step, outcome.diverged_reason = step_number, reason
@@ -431,15 +431,20 @@ def _end_epoch(run: _Run, epoch: int) -> None:
     record["epoch_seconds"] = sums.seconds + time.perf_counter() - started
     # Zero outputs and dead channels per activation layer (and learned influences),
     # on one fixed validation batch.
-    record.update(flatten_statistics(*setup.activation_statistics(
-        (run.state.params, run.state.model_state), setup.validation, setup.eval_tables["validation"][0]
-    )))
+    record.update(
+        flatten_statistics(
+            *setup.activation_statistics(
+                (run.state.params, run.state.model_state), setup.validation, setup.eval_tables["validation"][0]
+            )
+        )
+    )
     run.say(
         f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f} "
         f"acc {100 * record['train_accuracy']:.1f}%"
         + (
             f", val loss {record['val_loss']:.4f} acc {100 * record['val_accuracy']:.1f}%"
-            if record["val_accuracy"] is not None else ""
+            if record["val_accuracy"] is not None
+            else ""
         )
         + f", {record['epoch_seconds']:.1f} s, {record['images_per_second']:.0f} img/s"
     )
@@ -528,9 +533,7 @@ def _restore(run: _Run) -> None:
     )
 
 
-def train_and_evaluate(
-    config: TrainConfig, *, resume_command: str | None = None, overwrite: bool = False
-) -> RunResult:
+def train_and_evaluate(config: TrainConfig, *, resume_command: str | None = None, overwrite: bool = False) -> RunResult:
     """Trains `config`'s model, resuming from the workdir's newest checkpoint that
     restores, and returns the summary (also written to summary.json) with the
     final train state.
@@ -575,8 +578,11 @@ def train_and_evaluate(
         if checkpoints.latest_step() is not None:
             _restore(run)
         run_dir.write_config(
-            config, num_devices=setup.mesh.size, mesh={DATA_AXIS: setup.mesh.size},
-            steps_per_epoch=setup.steps_per_epoch, command=resume_command,
+            config,
+            num_devices=setup.mesh.size,
+            mesh={DATA_AXIS: setup.mesh.size},
+            steps_per_epoch=setup.steps_per_epoch,
+            command=resume_command,
         )
         run_dir.keep_metrics_through(run.position.epoch)
         run_dir.write_summary(_summary(run, Status.RUNNING))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """What a run directory's summary.json says about its run.
 
     RUNNING: training now (or killed before it could say otherwise: readers then

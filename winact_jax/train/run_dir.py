@@ -125,7 +125,7 @@ class Summary:
         return {**dataclasses.asdict(self), "status": self.status.value}
 
     @classmethod
-    def from_json(cls, payload: dict[str, Any]) -> "Summary":
+    def from_json(cls, payload: dict[str, Any]) -> Summary:
         """A summary from its JSON; keys it does not know are dropped, and an
         unknown status raises `ValueError`."""
         known = {f.name for f in dataclasses.fields(cls)}
@@ -327,11 +327,13 @@ class WorkdirLock:
 
     def acquire(self, say=print) -> None:
         """Takes the lock, or raises `WorkdirBusyError` naming the holder."""
-        payload = json.dumps({
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        })
+        payload = json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            }
+        )
         for _ in range(3):  # a stale lock taken over, then a race lost: give up
             try:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -389,8 +391,7 @@ def check_workdir(workdir: str | os.PathLike, *, overwrite: bool = False) -> Non
     if not is_run_directory(path):
         shown = ", ".join(sorted(contents)[:3]) + (", ..." if len(contents) > 3 else "")
         raise ConfigError(
-            f"--workdir {workdir} is a non-empty directory that holds no run ({shown}); "
-            "give a new or empty directory"
+            f"--workdir {workdir} is a non-empty directory that holds no run ({shown}); give a new or empty directory"
         )
     if not overwrite and not has_checkpoint(path) and holds_results(path):
         raise ConfigError(
@@ -424,10 +425,10 @@ def _write_json(path: pathlib.Path, payload: dict[str, Any]) -> None:
 
 
 def _tensorboard_tag(name: str) -> str:
-    """"train_loss" -> "train/loss", so TensorBoard groups train and val curves."""
+    """ "train_loss" -> "train/loss", so TensorBoard groups train and val curves."""
     for prefix in ("train_", "val_"):
         if name.startswith(prefix):
-            return prefix[:-1] + "/" + name[len(prefix):]
+            return prefix[:-1] + "/" + name[len(prefix) :]
     return name
 
 
@@ -522,9 +523,7 @@ class RunDirectory:
             tensorboardx = extras.optional("tensorboardX", "report", "TensorBoard logging")
             if tensorboardx is None:
                 return None
-            self._tensorboard = tensorboardx.SummaryWriter(
-                str(self.path / TENSORBOARD), purge_step=first_epoch
-            )
+            self._tensorboard = tensorboardx.SummaryWriter(str(self.path / TENSORBOARD), purge_step=first_epoch)
         return self._tensorboard
 
     def read_summary(self) -> Summary | None:
@@ -553,4 +552,3 @@ class RunDirectory:
             self._tensorboard.close()
             self._tensorboard = None
         self.lock.release()
-

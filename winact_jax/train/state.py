@@ -63,8 +63,12 @@ def create_model(config: TrainConfig, num_classes: int, image_size: tuple[int, i
     if config.learn_influence:  # a model option; models without it refuse it by name
         options["learn_influence"] = True
     return winact_jax.models.create(
-        config.model, num_classes, config.act, rngs=nnx.Rngs(config.seed),
-        image_size=image_size, **options,
+        config.model,
+        num_classes,
+        config.act,
+        rngs=nnx.Rngs(config.seed),
+        image_size=image_size,
+        **options,
     )
 
 
@@ -82,4 +86,3 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> t
         opt_state=tx.init(params),
     )
     return ModelDef(train=train_def, eval=eval_def), state
-

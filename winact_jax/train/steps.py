@@ -12,7 +12,8 @@ result on 1 device or 8, up to the order of floating-point reductions.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
